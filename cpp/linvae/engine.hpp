@@ -1,0 +1,401 @@
+// One-pass SGD for the linear VAE (MODEL.md sections 1-4 and 7), S replicas at once.
+//
+// Each replica owns its teacher W*, weights W, V, D, the last sample x and its random
+// streams; replicas are independent and run in parallel over OpenMP threads. Rows are
+// processed in fixed blocks of kBlock: each block has its own noise stream and its sums
+// are combined in block order, so a trajectory is fixed by (seed, replica) alone.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "kernel.hpp"
+#include "rng.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace linvae {
+
+constexpr std::int64_t kBlock = 4096;
+
+// Stream ids within a replica: weights initialisation, the factors c, then one per block.
+enum StreamId : std::uint64_t { kInitStream = 0, kSignalStream = 1, kFirstNoiseStream = 2 };
+
+enum Status : int { kRunning = 0, kNonFinite = 1, kNonPositiveD = 2, kBlowUp = 3 };
+
+struct ModelConfig {
+    std::int64_t N = 1;
+    int M = 1;
+    int Ms = 1;
+    std::vector<double> rho;
+    double eta = 1.0;
+    double lam = 0.0;
+    double tau = 0.5;
+    double blowup = 1e8;  // a diagonal of Q or E beyond this is a runaway
+};
+
+// Where the order parameters of the recorded states go: row-major arrays of shape
+// (S, T, ...) owned by the caller; record k of a run is written at t index rec_start + k.
+struct RecordSink {
+    double *m, *d, *Q, *E, *R, *D;
+    std::int64_t T;          // length of the t axis of the arrays
+    std::int64_t rec_start;  // t index of this run's first record
+};
+
+template <class Real>
+struct Replica {
+    std::vector<Real> W, V, Ws, x;
+    std::vector<double> D, Q;  // D and Q of the current state (Q summed exactly each pass)
+    PendingUpdate pending;
+    bool has_pending = false;
+    std::vector<NormalStream> noise;
+    NormalStream signal;
+    std::int64_t steps = 0;
+    int status = kRunning;
+};
+
+template <class Real>
+class Engine {
+public:
+    Engine(ModelConfig cfg, std::uint64_t seed, int replicas) : cfg_(std::move(cfg)), seed_(seed) {
+        if (cfg_.N < 1 || cfg_.M < 1 || cfg_.Ms < 1 || cfg_.M > kMaxLatents ||
+            cfg_.Ms > kMaxLatents || replicas < 1 ||
+            static_cast<int>(cfg_.rho.size()) != cfg_.Ms)
+            throw std::invalid_argument("Engine: inconsistent sizes (validate in Python first)");
+        const std::int64_t N = cfg_.N;
+        const std::int64_t nblocks = (N + kBlock - 1) / kBlock;
+        reps_.resize(static_cast<std::size_t>(replicas));
+        for (int r = 0; r < replicas; ++r) {
+            Replica<Real>& rep = reps_[static_cast<std::size_t>(r)];
+            rep.W.assign(static_cast<std::size_t>(N * cfg_.M), Real(0));
+            rep.V.assign(static_cast<std::size_t>(N * cfg_.M), Real(0));
+            rep.Ws.assign(static_cast<std::size_t>(N * cfg_.Ms), Real(0));
+            rep.x.assign(static_cast<std::size_t>(N), Real(0));
+            rep.D.assign(static_cast<std::size_t>(cfg_.M), 1.0);
+            rep.Q.assign(static_cast<std::size_t>(cfg_.M * cfg_.M), 0.0);
+            rep.signal = NormalStream(seed, static_cast<std::uint64_t>(r), kSignalStream);
+            rep.noise.reserve(static_cast<std::size_t>(nblocks));
+            for (std::int64_t blk = 0; blk < nblocks; ++blk)
+                rep.noise.emplace_back(seed, static_cast<std::uint64_t>(r),
+                                       kFirstNoiseStream + static_cast<std::uint64_t>(blk));
+        }
+    }
+
+    const ModelConfig& config() const { return cfg_; }
+    int replicas() const { return static_cast<int>(reps_.size()); }
+    Replica<Real>& replica(int r) { return reps_.at(static_cast<std::size_t>(r)); }
+
+    // The authors' start: W, V i.i.d. N(0, 1), D = 1, W* a random orthonormal frame * sqrt(N).
+    void init_random(int threads) {
+        parallel_replicas(threads, [&](int r) {
+            Replica<Real>& rep = reps_[static_cast<std::size_t>(r)];
+            NormalStream g(seed_, static_cast<std::uint64_t>(r), kInitStream);
+            fill_normal(g, rep.Ws);
+            orthonormalise(rep, cfg_.Ms);
+            fill_normal(g, rep.W);
+            fill_normal(g, rep.V);
+            reset_state(rep, std::vector<double>(static_cast<std::size_t>(cfg_.M), 1.0));
+        });
+    }
+
+    // MODEL.md section 7: [W*, W, V] = sqrt(N) F S, with F an orthonormal N x K frame and S
+    // a square root of the Gram matrix G (S^T S = G, first M* columns orthonormal).
+    void init_prescribed(const Eigen::MatrixXd& S, const std::vector<double>& D0, int threads) {
+        const int K = cfg_.Ms + 2 * cfg_.M;
+        if (S.rows() != K || S.cols() != K || static_cast<int>(D0.size()) != cfg_.M)
+            throw std::invalid_argument("init_prescribed: S must be K x K and D0 of length M");
+        parallel_replicas(threads, [&](int r) {
+            Replica<Real>& rep = reps_[static_cast<std::size_t>(r)];
+            NormalStream g(seed_, static_cast<std::uint64_t>(r), kInitStream);
+            fill_normal(g, rep.Ws);
+            fill_normal(g, rep.W);
+            fill_normal(g, rep.V);
+            orthonormalise(rep, K);
+            const std::int64_t N = cfg_.N;
+            std::vector<double> row(static_cast<std::size_t>(K)), out(static_cast<std::size_t>(K));
+            for (std::int64_t i = 0; i < N; ++i) {
+                for (int c = 0; c < K; ++c) row[c] = static_cast<double>(*cell(rep, i, c));
+                for (int c = 0; c < K; ++c) {
+                    double s = 0.0;
+                    for (int j = 0; j < K; ++j) s += row[j] * S(j, c);
+                    out[c] = s;
+                }
+                for (int c = 0; c < K; ++c) *cell(rep, i, c) = static_cast<Real>(out[c]);
+            }
+            reset_state(rep, D0);
+        });
+    }
+
+    // Run n_steps steps of every live replica. beta[j] is beta(t) before step j of this
+    // run; record_offsets (sorted, in [0, n_steps]) says after how many steps of this run
+    // to record. Called without the GIL.
+    void run(const double* beta, std::int64_t n_steps, const std::int64_t* record_offsets,
+             std::int64_t n_records, const RecordSink& sink, int threads) {
+        parallel_replicas(threads, [&](int r) {
+            run_replica(reps_[static_cast<std::size_t>(r)], r, beta, n_steps, record_offsets,
+                        n_records, sink);
+        });
+    }
+
+    // Apply any pending update, so that W, V hold the current state (tests, snapshots).
+    void flush() {
+        for (auto& rep : reps_)
+            if (rep.status == kRunning) {
+                BlockSums sums;
+                pass_no_sample(rep, false, sums);
+            }
+    }
+
+    // One step of replica r on a supplied sample x (tests: compare with a NumPy step).
+    void step_given(int r, const double* x_given, double beta) {
+        Replica<Real>& rep = replica(r);
+        BlockSums sums;
+        std::vector<double> cs(static_cast<std::size_t>(cfg_.Ms), 0.0);
+        pass_blocks(rep, /*gen=*/true, /*rec=*/false, sums, cs.data(), 1.0,
+                    [&](std::int64_t i0, std::int64_t n, double* buf) {
+                        std::copy(x_given + i0, x_given + i0 + n, buf);
+                    });
+        finish_step(rep, sums, beta);
+        BlockSums after;
+        pass_no_sample(rep, false, after);
+    }
+
+private:
+    ModelConfig cfg_;
+    std::uint64_t seed_;
+    std::vector<Replica<Real>> reps_;
+
+    template <class F>
+    void parallel_replicas(int threads, F&& body) {
+        const int S = replicas();
+#ifdef _OPENMP
+        const int nt = std::max(1, std::min(threads, S));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+        for (int r = 0; r < S; ++r) body(r);
+#else
+        (void)threads;
+        for (int r = 0; r < S; ++r) body(r);
+#endif
+    }
+
+    static void fill_normal(NormalStream& g, std::vector<Real>& v) {
+        std::vector<double> buf(static_cast<std::size_t>(std::min<std::int64_t>(kBlock, v.size())));
+        for (std::size_t i0 = 0; i0 < v.size(); i0 += buf.size()) {
+            const std::size_t n = std::min(buf.size(), v.size() - i0);
+            g.fill(buf.data(), n);
+            for (std::size_t j = 0; j < n; ++j) v[i0 + j] = static_cast<Real>(buf[j]);
+        }
+    }
+
+    // Column c of the frame [W*, W, V] (row-major storage of each block of columns).
+    Real* cell(Replica<Real>& rep, std::int64_t i, int c) const {
+        if (c < cfg_.Ms) return &rep.Ws[static_cast<std::size_t>(i * cfg_.Ms + c)];
+        c -= cfg_.Ms;
+        if (c < cfg_.M) return &rep.W[static_cast<std::size_t>(i * cfg_.M + c)];
+        c -= cfg_.M;
+        return &rep.V[static_cast<std::size_t>(i * cfg_.M + c)];
+    }
+
+    // Gram-Schmidt twice ("twice is enough", Giraud et al. 2005) over the first K columns
+    // of [W*, W, V], leaving them orthogonal with squared norm N; sums in double.
+    void orthonormalise(Replica<Real>& rep, int K) const {
+        const std::int64_t N = cfg_.N;
+        if (K > N)
+            throw std::invalid_argument("need N >= M* + 2M for a prescribed start, N >= M* always");
+        for (int c = 0; c < K; ++c) {
+            for (int pass = 0; pass < 2; ++pass) {
+                for (int j = 0; j < c; ++j) {
+                    double dot = 0.0;
+                    for (std::int64_t i = 0; i < N; ++i)
+                        dot += static_cast<double>(*cell(rep, i, j)) * static_cast<double>(*cell(rep, i, c));
+                    dot /= static_cast<double>(N);  // column j is already scaled to norm^2 = N
+                    for (std::int64_t i = 0; i < N; ++i)
+                        *cell(rep, i, c) = static_cast<Real>(static_cast<double>(*cell(rep, i, c)) -
+                                                             dot * static_cast<double>(*cell(rep, i, j)));
+                }
+            }
+            double nrm = 0.0;
+            for (std::int64_t i = 0; i < N; ++i) {
+                const double v = static_cast<double>(*cell(rep, i, c));
+                nrm += v * v;
+            }
+            const double scale = std::sqrt(static_cast<double>(N) / nrm);
+            for (std::int64_t i = 0; i < N; ++i)
+                *cell(rep, i, c) = static_cast<Real>(static_cast<double>(*cell(rep, i, c)) * scale);
+        }
+    }
+
+    void reset_state(Replica<Real>& rep, const std::vector<double>& D0) {
+        rep.D = D0;
+        rep.has_pending = false;
+        rep.steps = 0;
+        rep.status = kRunning;
+        BlockSums sums;
+        pass_no_sample(rep, false, sums);  // Q of the initial state
+    }
+
+    // A pass over all blocks. fill(i0, n, buf) provides the n standard normals of block
+    // rows [i0, i0 + n) (or, in tests, the supplied x with cs = 0 and sqrt_eta = 1).
+    template <class Fill>
+    void pass_blocks(Replica<Real>& rep, bool gen, bool rec, BlockSums& sums, const double* cs,
+                     double sqrt_eta, Fill&& fill) {
+        const std::int64_t N = cfg_.N;
+        double buf[kBlock];
+        for (std::int64_t i0 = 0; i0 < N; i0 += kBlock) {
+            const std::int64_t i1 = std::min(N, i0 + kBlock);
+            if (gen) fill(i0, i1 - i0, buf);
+            dispatch_m(rep, gen, rec, i0, i1, buf, cs, sqrt_eta, sums);
+        }
+        const int M = cfg_.M;
+        const double invN = 1.0 / static_cast<double>(N);
+        for (int k = 0; k < M; ++k)
+            for (int l = k; l < M; ++l) rep.Q[k * M + l] = rep.Q[l * M + k] = sums.Q[k * M + l] * invN;
+        rep.has_pending = false;
+    }
+
+    // A pass without a new sample: applies the pending update, sums Q (and the record).
+    void pass_no_sample(Replica<Real>& rep, bool rec, BlockSums& sums) {
+        pass_blocks(rep, false, rec, sums, nullptr, 0.0, [](std::int64_t, std::int64_t, double*) {});
+    }
+
+    void dispatch_m(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
+                    const double* noise, const double* cs, double se, BlockSums& s) {
+        switch (cfg_.M) {
+            case 1: return dispatch_ms<1>(rep, gen, rec, i0, i1, noise, cs, se, s);
+            case 2: return dispatch_ms<2>(rep, gen, rec, i0, i1, noise, cs, se, s);
+            default: return dispatch_ms<0>(rep, gen, rec, i0, i1, noise, cs, se, s);
+        }
+    }
+
+    template <int MC>
+    void dispatch_ms(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
+                     const double* noise, const double* cs, double se, BlockSums& s) {
+        if (cfg_.Ms == 1) return dispatch_flags<MC, 1>(rep, gen, rec, i0, i1, noise, cs, se, s);
+        return dispatch_flags<MC, 0>(rep, gen, rec, i0, i1, noise, cs, se, s);
+    }
+
+    template <int MC, int MSC>
+    void dispatch_flags(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
+                        const double* noise, const double* cs, double se, BlockSums& s) {
+        const int code = (rep.has_pending ? 4 : 0) | (rec ? 2 : 0) | (gen ? 1 : 0);
+        auto call = [&](auto apply, auto rec_c, auto gen_c) {
+            block_pass<Real, MC, MSC, decltype(apply)::value, decltype(rec_c)::value,
+                       decltype(gen_c)::value>(cfg_.M, cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),
+                                               rep.Ws.data(), rep.x.data(), rep.pending, noise, cs,
+                                               se, s);
+        };
+        using T = std::true_type;
+        using F = std::false_type;
+        switch (code) {
+            case 0: return call(F{}, F{}, F{});
+            case 1: return call(F{}, F{}, T{});
+            case 2: return call(F{}, T{}, F{});
+            case 3: return call(F{}, T{}, T{});
+            case 4: return call(T{}, F{}, F{});
+            case 5: return call(T{}, F{}, T{});
+            case 6: return call(T{}, T{}, F{});
+            default: return call(T{}, T{}, T{});
+        }
+    }
+
+    // After the pass of step s: g, the D update, the pending update, divergence checks.
+    void finish_step(Replica<Real>& rep, const BlockSums& sums, double beta) {
+        const int M = cfg_.M;
+        const double N = static_cast<double>(cfg_.N);
+        const double sqN = std::sqrt(N), tau = cfg_.tau, lam = cfg_.lam;
+        using Mat = Eigen::MatrixXd;
+        using Vec = Eigen::VectorXd;
+        Vec a(M), b(M), D = Eigen::Map<const Vec>(rep.D.data(), M);
+        for (int k = 0; k < M; ++k) {
+            a[k] = sums.a[k] / sqN;
+            b[k] = sums.b[k] / sqN;
+        }
+        const Mat Q = Eigen::Map<const Mat>(rep.Q.data(), M, M);  // before the step
+        const Vec g = -a + (Q + beta * Mat::Identity(M, M)) * b;
+        Mat A = b * b.transpose();
+        A.diagonal() += D + Vec::Constant(M, lam);
+        const Mat Wmat = Mat::Identity(M, M) - (tau / N) * A;
+        for (int j = 0; j < M; ++j)
+            for (int k = 0; k < M; ++k) rep.pending.Wmat[j * M + k] = Wmat(j, k);
+        for (int k = 0; k < M; ++k) {
+            rep.pending.cW[k] = tau * b[k] / sqN;
+            rep.pending.cV[k] = tau * g[k] / sqN;
+        }
+        rep.pending.vscale = 1.0 - tau * lam / N;
+        rep.has_pending = true;
+        for (int k = 0; k < M; ++k)
+            rep.D[k] = D[k] - (tau / N) * (0.5 * Q(k, k) + 0.5 * beta * (1.0 - 1.0 / D[k]));
+        rep.steps += 1;
+
+        if (!(a.allFinite() && b.allFinite() && g.allFinite() && Q.allFinite()))
+            rep.status = kNonFinite;
+        else if (Q.diagonal().maxCoeff() > cfg_.blowup)
+            rep.status = kBlowUp;
+        for (int k = 0; k < M && rep.status == kRunning; ++k) {
+            if (!std::isfinite(rep.D[k])) rep.status = kNonFinite;
+            else if (rep.D[k] <= 0.0) rep.status = kNonPositiveD;
+        }
+    }
+
+    void record(Replica<Real>& rep, int r, const BlockSums& s, std::int64_t k, const RecordSink& sink) {
+        const int M = cfg_.M, Ms = cfg_.Ms;
+        const double invN = 1.0 / static_cast<double>(cfg_.N);
+        const std::int64_t row = static_cast<std::int64_t>(r) * sink.T + sink.rec_start + k;
+        double* m = sink.m + row * M * Ms;
+        double* d = sink.d + row * M * Ms;
+        double* Q = sink.Q + row * M * M;
+        double* E = sink.E + row * M * M;
+        double* R = sink.R + row * M * M;
+        double* D = sink.D + row * M;
+        for (int i = 0; i < M * Ms; ++i) {
+            m[i] = s.m[i] * invN;
+            d[i] = s.d[i] * invN;
+        }
+        for (int i = 0; i < M; ++i) {
+            D[i] = rep.D[i];
+            for (int j = 0; j < M; ++j) {
+                Q[i * M + j] = rep.Q[i * M + j];
+                R[i * M + j] = s.R[i * M + j] * invN;
+                E[i * M + j] = (i <= j ? s.E[i * M + j] : s.E[j * M + i]) * invN;
+            }
+        }
+        for (int i = 0; i < M; ++i)
+            if (E[i * M + i] > cfg_.blowup || !std::isfinite(E[i * M + i])) rep.status = kBlowUp;
+    }
+
+    void run_replica(Replica<Real>& rep, int r, const double* beta, std::int64_t n_steps,
+                     const std::int64_t* rec, std::int64_t n_rec, const RecordSink& sink) {
+        const int Ms = cfg_.Ms;
+        const double sqrt_eta = std::sqrt(cfg_.eta);
+        const double sqN = std::sqrt(static_cast<double>(cfg_.N));
+        std::vector<double> cs(static_cast<std::size_t>(Ms));
+        std::int64_t next = 0;  // next record to take
+        for (std::int64_t j = 0; j < n_steps && rep.status == kRunning; ++j) {
+            for (int f = 0; f < Ms; ++f) cs[f] = std::sqrt(cfg_.rho[f]) * rep.signal.next() / sqN;
+            const bool rec_now = next < n_rec && rec[next] == j;
+            BlockSums sums;
+            pass_blocks(rep, true, rec_now, sums, cs.data(), sqrt_eta,
+                        [&](std::int64_t i0, std::int64_t n, double* buf) {
+                            rep.noise[static_cast<std::size_t>(i0 / kBlock)].fill(buf, static_cast<std::size_t>(n));
+                        });
+            if (rec_now) record(rep, r, sums, next++, sink);
+            if (rep.status != kRunning) return;
+            finish_step(rep, sums, beta[j]);
+        }
+        if (rep.status == kRunning && next < n_rec && rec[next] == n_steps) {
+            BlockSums sums;
+            pass_no_sample(rep, true, sums);
+            record(rep, r, sums, next++, sink);
+        }
+    }
+};
+
+}  // namespace linvae

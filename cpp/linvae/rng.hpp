@@ -1,0 +1,203 @@
+// Random numbers for one-pass SGD: every step needs N fresh Gaussians, so this is the
+// floor of the whole simulation.
+//
+// Generator: xoshiro256++ (Blackman & Vigna 2019): 256-bit state, period 2^256 - 1,
+// passes BigCrush and PractRand, ~1 ns per 64-bit word, and all 64 output bits are of
+// full quality (unlike xoshiro256+), which the ziggurat needs since it uses the low bits
+// for the layer index. States are seeded through SplitMix64, as its authors recommend.
+//
+// Normals: the 256-layer ziggurat of Marsaglia & Tsang (2000) in the 52-bit form also
+// used by NumPy: one 64-bit word gives layer index, sign and abscissa; ~98.8% of draws
+// are accepted at once, the rest go to the exact wedge or tail (Marsaglia 1964) tests.
+//
+// Streams: a stream is identified by (seed, replica, stream id) and made of kLanes
+// independent xoshiro states used round-robin (element i of a fill comes from lane
+// i % kLanes). That fixes every bit of a trajectory by the seed and the replica index
+// alone, whatever the thread count, and lets a vectorised fill reproduce the scalar one.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace linvae {
+
+inline std::uint64_t splitmix64(std::uint64_t& x) {
+    std::uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+// Hash of a tuple of 64-bit words: chained SplitMix64 finalisers, so that nearby keys
+// (replica 0 and 1, lane 0 and 1) land on unrelated states.
+inline std::uint64_t hash_key(std::uint64_t seed, std::uint64_t a, std::uint64_t b,
+                              std::uint64_t c) {
+    std::uint64_t h = seed;
+    for (std::uint64_t w : {a, b, c}) {
+        std::uint64_t x = h ^ (w * 0xd1b54a32d192ed03ULL);
+        h = splitmix64(x);
+    }
+    return h;
+}
+
+struct Xoshiro256pp {
+    std::uint64_t s[4];
+
+    explicit Xoshiro256pp(std::uint64_t key = 0) { seed(key); }
+
+    void seed(std::uint64_t key) {
+        std::uint64_t x = key;
+        for (auto& w : s) w = splitmix64(x);  // never all zero: splitmix64 is a bijection
+    }
+
+    static inline std::uint64_t rotl(std::uint64_t x, int k) {
+        return (x << k) | (x >> (64 - k));
+    }
+
+    inline std::uint64_t next() {
+        const std::uint64_t result = rotl(s[0] + s[3], 23) + s[0];
+        const std::uint64_t t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = rotl(s[3], 45);
+        return result;
+    }
+
+    // Uniform on [0, 1) with 53 random bits.
+    inline double uniform() { return to_double(next() >> 11) * 0x1.0p-53; }
+
+    // Values below 2^63 converted through int64: one instruction, where uint64 -> double
+    // is a branchy sequence on x86-64 before AVX-512.
+    static inline double to_double(std::uint64_t v) {
+        return static_cast<double>(static_cast<std::int64_t>(v));
+    }
+};
+
+// Ziggurat tables, computed once (the recursion of Marsaglia & Tsang with 256 layers).
+struct ZigguratTables {
+    static constexpr double r = 3.6541528853610088;   // start of the tail
+    static constexpr double v = 4.92867323399e-3;     // area of each layer
+    std::array<std::uint64_t, 256> k{};               // acceptance thresholds on the 52-bit abscissa
+    std::array<double, 256> w{};                      // abscissa scale per layer
+    std::array<double, 256> f{};                      // density at the layer edges
+
+    ZigguratTables() {
+        const double m1 = 0x1.0p52;
+        double dn = r, tn = r;
+        const double q = v / std::exp(-0.5 * dn * dn);
+        k[0] = static_cast<std::uint64_t>((dn / q) * m1);
+        k[1] = 0;
+        w[0] = q / m1;
+        w[255] = dn / m1;
+        f[0] = 1.0;
+        f[255] = std::exp(-0.5 * dn * dn);
+        for (int i = 254; i >= 1; --i) {
+            dn = std::sqrt(-2.0 * std::log(v / dn + std::exp(-0.5 * dn * dn)));
+            k[i + 1] = static_cast<std::uint64_t>((dn / tn) * m1);
+            tn = dn;
+            f[i] = std::exp(-0.5 * dn * dn);
+            w[i] = dn / m1;
+        }
+    }
+
+    static const ZigguratTables& get() {
+        static const ZigguratTables tables;
+        return tables;
+    }
+};
+
+// The slow path of the ziggurat, taken for ~1.2% of draws: wedge or tail test, then
+// fresh draws from the same lane until one is accepted.
+inline double normal_slow(Xoshiro256pp& g, std::uint64_t bits, const ZigguratTables& z) {
+    for (;;) {
+        const unsigned idx = bits & 0xff;
+        const bool negative = (bits >> 8) & 1;
+        const std::uint64_t rabs = (bits >> 9) & 0x000fffffffffffffULL;
+        double x = Xoshiro256pp::to_double(rabs) * z.w[idx];
+        if (rabs < z.k[idx]) return negative ? -x : x;
+        if (idx == 0) {
+            for (;;) {  // tail beyond r: Marsaglia's exponential-rejection method
+                const double xx = -std::log1p(-g.uniform()) / ZigguratTables::r;
+                const double yy = -std::log1p(-g.uniform());
+                if (yy + yy > xx * xx) {
+                    x = ZigguratTables::r + xx;
+                    return negative ? -x : x;
+                }
+            }
+        }
+        if ((z.f[idx - 1] - z.f[idx]) * g.uniform() + z.f[idx] < std::exp(-0.5 * x * x))
+            return negative ? -x : x;
+        bits = g.next();
+    }
+}
+
+// The fast path without branches: bit 8 of the word is the sign, and goes straight into
+// the sign bit of the double (a data-dependent branch on it would mispredict half the time).
+// Returns false when the word falls outside the layer's rectangle (slow path needed).
+inline bool normal_fast(std::uint64_t bits, const ZigguratTables& z, double& out) {
+    const unsigned idx = bits & 0xff;
+    const std::uint64_t rabs = (bits >> 9) & 0x000fffffffffffffULL;
+    const double x = Xoshiro256pp::to_double(rabs) * z.w[idx];
+    std::uint64_t u;
+    std::memcpy(&u, &x, sizeof u);
+    u ^= (bits & 0x100) << 55;
+    std::memcpy(&out, &u, sizeof u);
+    return rabs < z.k[idx];
+}
+
+inline double standard_normal(Xoshiro256pp& g, const ZigguratTables& z) {
+    const std::uint64_t bits = g.next();
+    double x;
+    return normal_fast(bits, z, x) ? x : normal_slow(g, bits, z);
+}
+
+// A stream of standard normals made of kLanes interleaved generators.
+class NormalStream {
+public:
+    static constexpr int kLanes = 4;
+
+    NormalStream() = default;
+    NormalStream(std::uint64_t seed, std::uint64_t replica, std::uint64_t stream_id) {
+        for (int l = 0; l < kLanes; ++l)
+            lanes_[l].seed(hash_key(seed, replica, stream_id, static_cast<std::uint64_t>(l)));
+    }
+
+    // out[i] = next normal of lane (i % kLanes), for i < n. A fill always starts at lane 0,
+    // so the values depend only on the stream and the sequence of fill lengths.
+    void fill(double* out, std::size_t n) {
+        static_assert(kLanes == 4, "the accept test below spells out four lanes");
+        const ZigguratTables& z = ZigguratTables::get();
+        Xoshiro256pp g[kLanes] = {lanes_[0], lanes_[1], lanes_[2], lanes_[3]};  // in registers
+        std::size_t i = 0;
+        for (; i + kLanes <= n; i += kLanes) {
+            std::uint64_t bits[kLanes];
+            bool ok[kLanes];
+            for (int l = 0; l < kLanes; ++l) bits[l] = g[l].next();
+            for (int l = 0; l < kLanes; ++l) ok[l] = normal_fast(bits[l], z, out[i + l]);
+            if (!(ok[0] & ok[1] & ok[2] & ok[3])) {  // ~5% of groups: redo the rejected lanes
+                for (int l = 0; l < kLanes; ++l)
+                    if (!ok[l]) out[i + l] = normal_slow(g[l], bits[l], z);
+            }
+        }
+        for (int l = 0; i < n && l < kLanes; ++i, ++l) out[i] = standard_normal(g[l], z);
+        for (int l = 0; l < kLanes; ++l) lanes_[l] = g[l];
+    }
+
+    double next() {  // a single draw, from lane 0 (used for the few per-step factor draws)
+        return standard_normal(lanes_[0], ZigguratTables::get());
+    }
+
+    const Xoshiro256pp& lane(int l) const { return lanes_[l]; }
+    Xoshiro256pp& lane(int l) { return lanes_[l]; }
+
+private:
+    Xoshiro256pp lanes_[kLanes];
+};
+
+}  // namespace linvae

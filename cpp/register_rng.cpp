@@ -1,0 +1,45 @@
+// Python access to the engine's normal generator, for its statistical tests and for the
+// generator-only floor in the benchmarks.
+#include <cstdint>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "linvae/rng.hpp"
+
+namespace py = pybind11;
+using linvae::NormalStream;
+
+void register_rng(py::module_& m) {
+    py::class_<NormalStream>(m, "NormalStream",
+                             "Standard normals of the stream (seed, replica, stream_id): "
+                             "xoshiro256++ lanes and a 256-layer ziggurat.")
+        .def(py::init<std::uint64_t, std::uint64_t, std::uint64_t>(), py::arg("seed"),
+             py::arg("replica") = 0, py::arg("stream_id") = 0)
+        .def("fill",
+             [](NormalStream& s, py::array_t<double, py::array::c_style> out) {
+                 if (out.ndim() != 1) throw py::value_error("out must be one-dimensional");
+                 double* p = out.mutable_data();
+                 const auto n = static_cast<std::size_t>(out.shape(0));
+                 py::gil_scoped_release release;
+                 s.fill(p, n);
+             },
+             py::arg("out"), "Fill a contiguous float64 array in place.")
+        .def("normal",
+             [](NormalStream& s, std::int64_t n) {
+                 if (n < 0) throw py::value_error("n must be >= 0");
+                 py::array_t<double> out(n);
+                 s.fill(out.mutable_data(), static_cast<std::size_t>(n));
+                 return out;
+             },
+             py::arg("n"), "A new array of n standard normals.")
+        .def("uniform_bits",
+             [](NormalStream& s, std::int64_t n) {
+                 if (n < 0) throw py::value_error("n must be >= 0");
+                 py::array_t<std::uint64_t> out(n);
+                 auto* p = out.mutable_data();
+                 for (std::int64_t i = 0; i < n; ++i) p[i] = s.lane(0).next();
+                 return out;
+             },
+             py::arg("n"), "Raw 64-bit words of lane 0 (for tests of the bit generator).");
+}

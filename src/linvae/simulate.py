@@ -1,0 +1,216 @@
+"""One-pass SGD at large N with the compiled engine (MODEL.md sections 1 to 4 and 7)."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from importlib.metadata import version
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+from numpy.typing import ArrayLike, NDArray
+
+from . import _core
+from ._validate import check_int, check_real
+from .dataset import make_dataset, parse_state
+from .observables import ORDER_PARAMETERS, gram_matrix, gram_sqrt
+from .params import Params
+
+__all__ = ["DivergenceWarning", "SimulationInterrupted", "record_steps", "simulate"]
+
+#: Status codes of the engine, as reported in the dataset's ``divergence`` variable.
+DIVERGENCE_REASONS = {0: "", 1: "non-finite value", 2: "D <= 0", 3: "blow-up"}
+
+# Aim for ~0.1 s of engine work between returns to Python (progress, Ctrl-C).
+_CHUNK_WORK = 2e7
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A replica diverged and was stopped; the others went on."""
+
+
+class SimulationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`simulate`; ``partial`` holds what was recorded so far."""
+
+    def __init__(self, partial: xr.Dataset) -> None:
+        super().__init__("simulation interrupted; the recorded part is in .partial")
+        self.partial = partial
+
+
+def record_steps(N: int, t_max: float, record_every: float | None = None,
+                 times: ArrayLike | None = None) -> NDArray[np.int64]:
+    """Step counts s = round(t N) of the recorded states, increasing and unique.
+
+    The grid is ``0, record_every, 2 record_every, ... <= t_max`` (t_max itself is added
+    when it is not on the grid), or the explicit ``times``.
+    """
+    total = round(t_max * N)
+    if times is not None:
+        t = np.asarray(times, dtype=np.float64).ravel()
+        if t.size == 0 or not np.all(np.isfinite(t)) or t.min() < 0 or t.max() > t_max:
+            raise ValueError(f"times must be finite values in [0, t_max={t_max:g}], got {t!r}")
+    else:
+        assert record_every is not None
+        t = np.arange(0.0, t_max + 0.5 * record_every, record_every)
+        t = np.append(t[t <= t_max * (1 + 1e-12)], t_max)
+    steps = np.unique(np.clip(np.round(t * N), 0, total).astype(np.int64))
+    return steps
+
+
+def _available_memory() -> float:
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return math.inf
+
+
+def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seeds: int = 1,
+             seed: int = 0, init: str | Mapping[str, Any] | xr.Dataset = "random",
+             threads: int | None = None, dtype: Literal["float64", "float32"] = "float64",
+             progress: bool = True, times: ArrayLike | None = None,
+             blowup: float = 1e8) -> xr.Dataset:
+    """Run one-pass SGD for ``seeds`` independent replicas and record the order parameters.
+
+    Parameters
+    ----------
+    p : Params
+        Model and SGD parameters; ``p.beta`` may be a schedule (evaluated at t = s/N
+        before step s).
+    N : int
+        Input dimension.
+    t_max : float
+        Length of the run in time t = steps / N (round(t_max N) steps).
+    record_every : float
+        Spacing of the recorded times (ignored when ``times`` is given).
+    seeds : int
+        Number of independent replicas S; replica r uses the random streams of
+        (seed, r) only, so results do not depend on ``threads``.
+    seed : int
+        Base seed, 0 <= seed < 2**64.
+    init : "random" or mapping or Dataset
+        ``"random"``: W, V i.i.d. N(0, 1), D = 1 (the authors' default). Otherwise a
+        state {"m", "d", "Q", "E", "R", "D"} (or a dataset slice) realised exactly at
+        t = 0 as in MODEL.md section 7.
+    threads : int, optional
+        OpenMP threads over replicas (default: all available, at most S).
+    dtype : "float64" or "float32"
+        Precision of the stored weights; order parameters are always summed in float64.
+    progress : bool
+        Show a progress bar on a terminal or in a notebook.
+    times : array-like, optional
+        Explicit recorded times in [0, t_max] instead of the regular grid.
+    blowup : float
+        A diagonal entry of Q or E above this counts as divergence.
+
+    Returns
+    -------
+    xarray.Dataset
+        m, d (replica, t, latent, factor); Q, E, R (replica, t, latent, latent2);
+        D (replica, t, latent); eg, rate, distortion, loss (replica, t); beta (t);
+        diverged, t_diverged, divergence (replica). Attributes hold every parameter.
+        A diverged replica's records after its divergence are NaN.
+    """
+    if not isinstance(p, Params):
+        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    N = check_int("N", N, ge=1)
+    t_max = check_real("t_max", t_max, gt=0.0)
+    if times is None:
+        record_every = check_real("record_every", record_every, gt=0.0, le=t_max)
+    S = check_int("seeds", seeds, ge=1)
+    seed = check_int("seed", seed, ge=0, le=2**64 - 1)
+    blowup = check_real("blowup", blowup, gt=0.0)
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    max_threads = int(_core.build_info()["max_threads"])
+    nthreads = min(S, max_threads) if threads is None else check_int("threads", threads, ge=1)
+    if p.M > _core.build_info()["max_latents"] or p.M_star > _core.build_info()["max_latents"]:
+        raise ValueError(f"M and M_star must be <= {_core.build_info()['max_latents']} "
+                         f"for the engine, got M={p.M}, M_star={p.M_star}")
+
+    if isinstance(init, str):
+        if init != "random":
+            raise ValueError(f"init must be 'random' or a state mapping, got {init!r}")
+        state = None
+        if N < p.M_star:
+            raise ValueError(f"N must be >= M_star={p.M_star} for an orthonormal teacher, got {N}")
+    else:
+        state = parse_state(init, p)
+        K = p.M_star + 2 * p.M
+        if N < K:
+            raise ValueError(f"N must be >= M_star + 2 M = {K} to realise a prescribed init, "
+                             f"got {N}")
+
+    itemsize = 8 if dtype == "float64" else 4
+    need = S * ((2 * p.M + p.M_star + 1) * N * itemsize + 40 * N)  # weights, x, noise streams
+    avail = _available_memory()
+    if need > avail:
+        raise MemoryError(f"N={N} with seeds={S} needs about {need / 2**30:.1f} GiB for the "
+                          f"weights, but only {avail / 2**30:.1f} GiB of memory is available")
+
+    steps = record_steps(N, t_max, record_every, times)
+    total = round(t_max * N)
+    T = steps.size
+    ops = {k: np.full((S, T, *shape), np.nan)
+           for k, shape in (("m", (p.M, p.M_star)), ("d", (p.M, p.M_star)), ("Q", (p.M, p.M)),
+                            ("E", (p.M, p.M)), ("R", (p.M, p.M)), ("D", (p.M,)))}
+
+    engine_cls = _core.Engine64 if dtype == "float64" else _core.Engine32
+    engine = engine_cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam,
+                        tau=p.tau, blowup=blowup, seed=seed, replicas=S)
+    if state is None:
+        engine.init_random(nthreads)
+    else:
+        G = gram_matrix(*(state[k] for k in ORDER_PARAMETERS[:5]))  # m, d, Q, E, R
+        engine.init_prescribed(gram_sqrt(G), state["D"].tolist(), nthreads)
+
+    attrs = {"kind": "simulation", "N": N, "seed": seed, "replicas": S, "t_max": t_max,
+             "record_every": record_every if times is None else float("nan"), "dtype": dtype,
+             "init": "random" if state is None else "prescribed", "blowup": blowup,
+             "linvae_version": version("linvae")}
+
+    def dataset(n_done: int) -> xr.Dataset:
+        status, taken = engine.status()
+        reasons = np.array([DIVERGENCE_REASONS[int(c)] for c in status], dtype=object)
+        ds = make_dataset({k: v[:, :n_done] for k, v in ops.items()}, steps[:n_done] / N, p,
+                          lead=("replica", "t"), attrs=attrs)
+        diverged = status != 0
+        ds["diverged"] = ("replica", diverged)
+        ds["t_diverged"] = ("replica", np.where(diverged, taken / N, np.nan))
+        ds["divergence"] = ("replica", reasons.astype(str))
+        return ds
+
+    per_step = N * (p.M + 1) * math.ceil(S / nthreads)
+    chunk = max(1, min(total, int(_CHUNK_WORK / per_step)))
+    n_done = 0  # records taken
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="step", unit_scale=True, desc=f"simulate N={N} S={S}",
+               disable=None if progress else True, leave=False)
+    try:
+        for s0 in range(0, max(total, 1), chunk):
+            n = min(chunk, total - s0)
+            last = s0 + n >= total
+            hi = s0 + n + 1 if last else s0 + n  # the final state is recorded by the last run
+            lo_i, hi_i = np.searchsorted(steps, [s0, hi])
+            offsets = (steps[lo_i:hi_i] - s0).astype(np.int64)
+            beta = p.beta_at((s0 + np.arange(n)) / N)
+            engine.run(beta, offsets, *(ops[k] for k in ORDER_PARAMETERS), rec_start=int(lo_i),
+                       threads=nthreads)
+            n_done = int(hi_i)
+            bar.update(n)
+            if np.all(engine.status()[0] != 0):
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        raise SimulationInterrupted(dataset(n_done)) from None
+    bar.close()
+
+    ds = dataset(T)
+    for r in np.flatnonzero(ds["diverged"].values):
+        warnings.warn(f"replica {r} diverged at t = {float(ds['t_diverged'][r]):.4g} "
+                      f"({ds['divergence'].values[r]}); it was stopped, its later records are "
+                      f"NaN, and the other replicas went on", DivergenceWarning, stacklevel=2)
+    return ds
