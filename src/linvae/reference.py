@@ -8,11 +8,14 @@ matrix-vector products, no Python loop over N), so the ratio is honest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .dataset import parse_state
+from .observables import ORDER_PARAMETERS, gram_matrix, gram_sqrt
 from .params import Params
 
 __all__ = ["ReferenceSGD", "orthonormal_teacher"]
@@ -50,6 +53,19 @@ class ReferenceSGD:
         return cls(params, N, W=rng.standard_normal((N, params.M)),
                    V=rng.standard_normal((N, params.M)), D=np.ones(params.M),
                    W_star=orthonormal_teacher(rng, N, params.M_star), rng=rng)
+
+    @classmethod
+    def prescribed(cls, params: Params, N: int, state: Mapping[str, Any],
+                   seed: int = 0) -> ReferenceSGD:
+        """Realise a prescribed state exactly (MODEL.md section 7): [W*, W, V] = sqrt(N) F S."""
+        st = parse_state(state, params)
+        rng = np.random.default_rng(seed)
+        Ms, M = params.M_star, params.M
+        frame, _ = np.linalg.qr(rng.standard_normal((N, Ms + 2 * M)))
+        G = gram_matrix(*(st[k] for k in ORDER_PARAMETERS[:5]))  # m, d, Q, E, R
+        cols = np.sqrt(N) * frame @ gram_sqrt(G)
+        return cls(params, N, W=cols[:, Ms:Ms + M], V=cols[:, Ms + M:], D=st["D"],
+                   W_star=cols[:, :Ms], rng=rng)
 
     @property
     def t(self) -> float:

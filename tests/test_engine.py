@@ -1,0 +1,128 @@
+"""The compiled engine against the NumPy reference, step by step, and its initial states."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import linvae
+from linvae import _core
+from linvae.dataset import parse_state
+from linvae.reference import ReferenceSGD
+
+
+def make_engine(p: linvae.Params, N: int, *, seed: int = 0, replicas: int = 1,
+                dtype: str = "float64") -> _core.Engine64:
+    cls = _core.Engine64 if dtype == "float64" else _core.Engine32
+    return cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam, tau=p.tau,
+               blowup=1e8, seed=seed, replicas=replicas)
+
+
+CASES = [
+    linvae.Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, lam=0.0, tau=0.5),
+    linvae.Params(M=2, M_star=1, rho=1.5, eta=0.7, beta=0.9, lam=0.1, tau=0.8),
+    linvae.Params(M=2, M_star=2, rho=[2.0, 1.0], eta=1.0, beta=0.3, lam=0.05, tau=0.5),
+    linvae.Params(M=3, M_star=2, rho=[3.0, 0.5], eta=0.4, beta=1.2, lam=0.2, tau=1.0),
+    linvae.Params(M=5, M_star=3, rho=[1.0, 2.0, 3.0], eta=1.0, beta=0.1, lam=0.0, tau=0.3),
+]
+
+
+@pytest.mark.parametrize("p", CASES, ids=lambda p: f"M{p.M}Ms{p.M_star}")
+def test_steps_equal_numpy_reference(p: linvae.Params) -> None:
+    # Same weights, same data vectors: the engine's update is MODEL.md section 3 exactly.
+    N = 3000
+    e = make_engine(p, N, seed=7)
+    e.init_random(1)
+    e.flush()
+    w = e.weights(0)
+    ref = ReferenceSGD(p, N, W=w["W"], V=w["V"], D=w["D"], W_star=w["W_star"])
+    rng = np.random.default_rng(11)
+    for beta in (p.beta_inf, 0.0, 2.0):
+        x = ref.sample_x() if beta else rng.standard_normal(N) * 3.0
+        x = x.copy()
+        e.step_given(0, x, beta)
+        ref.step(x, beta)
+        w = e.weights(0)
+        for k in ("W", "V"):
+            np.testing.assert_allclose(w[k], getattr(ref, k), rtol=0, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(w["D"], ref.D, rtol=0, atol=1e-15)
+
+
+def test_float32_step_matches_to_single_precision() -> None:
+    p = CASES[2]
+    N = 2000
+    e = make_engine(p, N, dtype="float32")
+    e.init_random(1)
+    e.flush()
+    w = e.weights(0)
+    ref = ReferenceSGD(p, N, W=w["W"], V=w["V"], D=w["D"], W_star=w["W_star"])
+    x = ref.sample_x().copy()
+    e.step_given(0, x, 0.5)
+    ref.step(x, 0.5)
+    w = e.weights(0)
+    np.testing.assert_allclose(w["W"], ref.W, atol=5e-6)
+    np.testing.assert_allclose(w["V"], ref.V, atol=5e-6)
+
+
+@pytest.mark.parametrize("p", CASES[1:], ids=lambda p: f"M{p.M}Ms{p.M_star}")
+def test_teacher_is_orthonormal(p: linvae.Params) -> None:
+    N = 2500
+    e = make_engine(p, N, seed=3, replicas=2)
+    e.init_random(2)
+    e.flush()
+    for r in range(2):
+        Ws = e.weights(r)["W_star"]
+        np.testing.assert_allclose(Ws.T @ Ws / N, np.eye(p.M_star), atol=1e-13)
+
+
+def random_state(p: linvae.Params, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A random realisable state: the Gram matrix of random vectors plus an exact I block."""
+    K = p.M_star + 2 * p.M
+    F = np.linalg.qr(rng.standard_normal((K + 3, K)))[0]
+    A = rng.standard_normal((K, K)) * 0.6
+    A[: p.M_star] = 0.0
+    A[: p.M_star, : p.M_star] = np.eye(p.M_star)
+    G = (F @ A.T).T @ (F @ A.T)
+    a, b = p.M_star, p.M_star + p.M
+    return {"m": G[a:b, :a], "d": G[b:, :a], "Q": G[a:b, a:b], "E": G[b:, b:], "R": G[a:b, b:],
+            "D": rng.uniform(0.3, 2.0, p.M)}
+
+
+@pytest.mark.parametrize("p", CASES, ids=lambda p: f"M{p.M}Ms{p.M_star}")
+def test_prescribed_state_is_realised_exactly(p: linvae.Params) -> None:
+    rng = np.random.default_rng(5)
+    state = random_state(p, rng)
+    ds = linvae.simulate(p, N=1500, t_max=0.01, record_every=0.01, seeds=2, init=state,
+                         progress=False)
+    first = ds.isel(t=0)
+    for k, v in state.items():
+        np.testing.assert_allclose(first[k].values, np.broadcast_to(v, first[k].shape),
+                                   rtol=0, atol=1e-12, err_msg=k)
+
+
+def test_infeasible_prescription_is_rejected() -> None:
+    p = linvae.Params(M=1, M_star=1)
+    bad = {"m": [[1.5]], "d": [[0.0]], "Q": [[1.0]], "E": [[1.0]], "R": [[0.0]], "D": [1.0]}
+    with pytest.raises(ValueError, match="positive semidefinite"):
+        linvae.simulate(p, N=100, t_max=0.1, init=bad, progress=False)
+    with pytest.raises(ValueError, match="positive semidefinite"):  # |R| > sqrt(Q E)
+        parse_state({**bad, "m": [[0.0]], "R": [[1.2]]}, p)
+    with pytest.raises(ValueError, match="D"):
+        parse_state({**bad, "m": [[0.0]], "D": [0.0]}, p)
+    with pytest.raises(ValueError, match=r"init\['Q'\] must have shape"):
+        parse_state({**bad, "Q": np.eye(2)}, p)
+
+
+def test_engine_rejects_bad_output_arrays() -> None:
+    # the bindings check shapes themselves: a wrong array must never be written out of bounds
+    p = CASES[0]
+    e = make_engine(p, 100)
+    e.init_random(1)
+    ok = [np.zeros((1, 2, 1, 1))] * 5 + [np.zeros((1, 2, 1))]
+    with pytest.raises(ValueError, match="shape"):
+        e.run(np.full(3, 0.5), np.array([0, 3]), *ok[:5], np.zeros((1, 1, 1)), rec_start=0,
+              threads=1)
+    with pytest.raises(ValueError, match="records"):
+        e.run(np.full(3, 0.5), np.array([2, 1]), *ok, rec_start=0, threads=1)
+    with pytest.raises(ValueError, match="fit"):
+        e.run(np.full(3, 0.5), np.array([0, 3]), *ok, rec_start=1, threads=1)
