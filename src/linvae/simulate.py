@@ -89,7 +89,7 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         Number of independent replicas S; replica r uses the random streams of
         (seed, r) only, so results do not depend on ``threads``.
     seed : int
-        Base seed, 0 <= seed < 2**64.
+        Base seed, 0 <= seed < 2**63.
     init : "random" or mapping or Dataset
         ``"random"``: W, V i.i.d. N(0, 1), D = 1 (the authors' default). Otherwise a
         state {"m", "d", "Q", "E", "R", "D"} (or a dataset slice) realised exactly at
@@ -120,7 +120,7 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
     if times is None:
         record_every = check_real("record_every", record_every, gt=0.0, le=t_max)
     S = check_int("seeds", seeds, ge=1)
-    seed = check_int("seed", seed, ge=0, le=2**64 - 1)
+    seed = check_int("seed", seed, ge=0, le=2**63 - 1)  # stored as a netCDF int64
     blowup = check_real("blowup", blowup, gt=0.0)
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")

@@ -1,0 +1,86 @@
+"""Speed of one SGD step: the engine, the NumPy reference, and the random-number floor.
+
+Run with ``python -m pytest benchmarks -p no:randomly``; the summary at the end prints
+ns per (step x N) and the ratios (NumPy / engine, engine step / generator fill).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import linvae
+from linvae import _core
+from linvae.reference import ReferenceSGD
+
+NS = [1_000, 10_000, 100_000]
+MS = [1, 2]
+WORK = 2_000_000  # row updates per round: ~10 ms of engine work
+
+
+def _params(M: int) -> linvae.Params:
+    return linvae.Params(M=M, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)
+
+
+def _info(benchmark: Any, kind: str, N: int, M: int, elements: int, threads: int = 1) -> None:
+    benchmark.extra_info.update(kind=kind, N=N, M=M, elements=elements, threads=threads)
+
+
+@pytest.mark.parametrize("M", MS)
+@pytest.mark.parametrize("N", NS)
+def test_engine_step(benchmark: Any, N: int, M: int) -> None:
+    p = _params(M)
+    e = _core.Engine64(N=N, M=M, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5,
+                       blowup=1e8, seed=0, replicas=1)
+    e.init_random(1)
+    n = max(1, WORK // N)
+    beta = np.full(n, p.beta_inf)
+    none = np.array([], dtype=np.int64)
+    out = [np.zeros((1, 1, M, 1))] * 2 + [np.zeros((1, 1, M, M))] * 3 + [np.zeros((1, 1, M))]
+    benchmark(e.run, beta, none, *out, rec_start=0, threads=1)
+    _info(benchmark, "engine", N, M, n * N)
+
+
+@pytest.mark.parametrize("M", MS)
+@pytest.mark.parametrize("N", NS)
+def test_numpy_reference_step(benchmark: Any, N: int, M: int) -> None:
+    ref = ReferenceSGD.random(_params(M), N, seed=0)
+    n = max(1, WORK // N // 8)
+
+    def steps() -> None:
+        for _ in range(n):
+            ref.step(beta=0.5)
+
+    benchmark(steps)
+    _info(benchmark, "numpy", N, M, n * N)
+
+
+@pytest.mark.parametrize("N", NS)
+def test_generator_fill(benchmark: Any, N: int) -> None:
+    # the floor: the engine's own generator filling N normals, once per step
+    s = _core.NormalStream(0, 0, 2)
+    buf = np.empty(N)
+    n = max(1, WORK // N)
+
+    def fills() -> None:
+        for _ in range(n):
+            s.fill(buf)
+
+    benchmark(fills)
+    _info(benchmark, "fill", N, 0, n * N)
+
+
+@pytest.mark.parametrize("N", NS)
+def test_numpy_standard_normal(benchmark: Any, N: int) -> None:
+    g = np.random.default_rng(0)
+    buf = np.empty(N)
+    n = max(1, WORK // N)
+
+    def fills() -> None:
+        for _ in range(n):
+            g.standard_normal(out=buf)
+
+    benchmark(fills)
+    _info(benchmark, "np_normal", N, 0, n * N)

@@ -1,0 +1,52 @@
+"""Turn the benchmark medians into the ratios the project tracks, measured in one run.
+
+Every benchmark stores in ``extra_info`` what it measured (``kind``), its N and M, and
+how many row updates (``elements`` = steps x N) one round did. The summary divides
+medians of the same run, so machine speed and load mostly cancel.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+
+def _medians(config: pytest.Config) -> dict[tuple[str, int, int, int], float]:
+    session = getattr(config, "_benchmarksession", None)
+    out: dict[tuple[str, int, int, int], float] = {}
+    for bench in getattr(session, "benchmarks", []) or []:
+        info = bench.extra_info
+        if "kind" in info and bench.stats:
+            key = (info["kind"], info["N"], info.get("M", 0), info.get("threads", 1))
+            out[key] = bench.stats.median / info["elements"] * 1e9  # ns per (step x N)
+    return out
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    ns = _medians(config)
+    if not ns:
+        return
+    rows: dict[tuple[int, int], dict[str, float]] = defaultdict(dict)
+    for (kind, N, M, threads), v in ns.items():
+        rows[(N, M)][f"{kind}@{threads}"] = v
+    w = terminalreporter.write_line
+    w("")
+    w("linvae step benchmarks: medians, ns per (step x N), ratios within this run")
+    w(f"{'N':>9} {'M':>2} {'engine':>8} {'numpy':>8} {'fill':>7} {'np.normal':>9} "
+      f"{'numpy/engine':>12} {'step/fill':>9} {'np.normal/fill':>14}")
+    for (N, M), r in sorted(rows.items()):
+        if M == 0:
+            continue
+        eng, ref = r.get("engine@1"), r.get("numpy@1")
+        fill, npn = ns.get(("fill", N, 0, 1)), ns.get(("np_normal", N, 0, 1))
+
+        def f(x: float | None, fmt: str = "8.2f") -> str:
+            return format(x, fmt) if x is not None else " " * int(fmt.split(".")[0])
+
+        def ratio(a: float | None, b: float | None, width: int) -> str:
+            return format(a / b, f"{width}.2f") if a and b else " " * width
+
+        w(f"{N:>9} {M:>2} {f(eng)} {f(ref)} {f(fill, '7.2f')} {f(npn, '9.2f')} "
+          f"{ratio(ref, eng, 12)} {ratio(eng, fill, 9)} {ratio(npn, fill, 14)}")
