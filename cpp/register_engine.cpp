@@ -1,5 +1,6 @@
 // Python access to the SGD engine: construction, initial states, and runs that write
 // recorded order parameters straight into caller-owned NumPy arrays.
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -117,6 +118,93 @@ void register_engine_type(py::module_& m, const char* name) {
                  return w;
              },
              py::arg("replica"), "Copies of W, V, W*, D of one replica (tests, inspection).")
+        .def("get_state",
+             [](E& e, int r) {
+                 if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
+                 const auto& c = e.config();
+                 auto& rep = e.replica(r);
+                 const int M = c.M;
+                 py::dict st;
+                 st["W"] = py::array_t<Real>({c.N, static_cast<std::int64_t>(M)}, rep.W.data());
+                 st["V"] = py::array_t<Real>({c.N, static_cast<std::int64_t>(M)}, rep.V.data());
+                 st["W_star"] = py::array_t<Real>({c.N, static_cast<std::int64_t>(c.Ms)}, rep.Ws.data());
+                 st["x"] = py::array_t<Real>(c.N, rep.x.data());
+                 st["D"] = py::array_t<double>(M, rep.D.data());
+                 st["Q"] = py::array_t<double>({M, M}, rep.Q.data());
+                 st["Wmat"] = py::array_t<double>({M, M}, rep.pending.Wmat.data());
+                 st["cW"] = py::array_t<double>(M, rep.pending.cW.data());
+                 st["cV"] = py::array_t<double>(M, rep.pending.cV.data());
+                 st["vscale"] = rep.pending.vscale;
+                 st["has_pending"] = rep.has_pending;
+                 st["steps"] = rep.steps;
+                 st["status"] = rep.status;
+                 const auto nb = static_cast<py::ssize_t>(rep.noise.size());
+                 constexpr int L = linvae::NormalStream::kLanes;
+                 py::array_t<std::uint64_t> noise({nb, static_cast<py::ssize_t>(L), py::ssize_t{4}});
+                 auto* pn = noise.mutable_data();
+                 for (py::ssize_t b = 0; b < nb; ++b)
+                     for (int l = 0; l < L; ++l)
+                         for (int w = 0; w < 4; ++w) *pn++ = rep.noise[b].lane(l).s[w];
+                 py::array_t<std::uint64_t> signal({static_cast<py::ssize_t>(L), py::ssize_t{4}});
+                 auto* ps = signal.mutable_data();
+                 for (int l = 0; l < L; ++l)
+                     for (int w = 0; w < 4; ++w) *ps++ = rep.signal.lane(l).s[w];
+                 st["noise_streams"] = noise;
+                 st["signal_stream"] = signal;
+                 return st;
+             },
+             py::arg("replica"),
+             "Complete state of one replica (weights in their own dtype, pending update, "
+             "generator states): set_state() of it continues bit for bit.")
+        .def("set_state",
+             [](E& e, int r, py::dict st) {
+                 if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
+                 const auto& c = e.config();
+                 auto& rep = e.replica(r);
+                 const py::ssize_t N = c.N, M = c.M, Ms = c.Ms;
+                 constexpr int L = linvae::NormalStream::kLanes;
+                 auto get = [&](const char* k, std::vector<py::ssize_t> shape, auto tag) {
+                     using T = decltype(tag);
+                     if (!st.contains(k)) throw py::value_error(std::string("state is missing ") + k);
+                     auto a = py::array_t<T, py::array::c_style>::ensure(st[k]);
+                     if (!a) throw py::value_error(std::string("state entry ") + k + " has the wrong type");
+                     expect_shape(a, shape, k);
+                     return a;
+                 };
+                 auto copy = [](auto a, auto& dst) { std::copy(a.data(), a.data() + a.size(), dst.begin()); };
+                 auto W = get("W", {N, M}, Real{});
+                 auto V = get("V", {N, M}, Real{});
+                 auto Ws = get("W_star", {N, Ms}, Real{});
+                 auto x = get("x", {N}, Real{});
+                 auto D = get("D", {M}, double{});
+                 auto Q = get("Q", {M, M}, double{});
+                 auto Wmat = get("Wmat", {M, M}, double{});
+                 auto cW = get("cW", {M}, double{});
+                 auto cV = get("cV", {M}, double{});
+                 auto noise = get("noise_streams", {static_cast<py::ssize_t>(rep.noise.size()), L, 4}, std::uint64_t{});
+                 auto signal = get("signal_stream", {L, 4}, std::uint64_t{});
+                 copy(W, rep.W);
+                 copy(V, rep.V);
+                 copy(Ws, rep.Ws);
+                 copy(x, rep.x);
+                 copy(D, rep.D);
+                 copy(Q, rep.Q);
+                 std::copy(Wmat.data(), Wmat.data() + Wmat.size(), rep.pending.Wmat.begin());
+                 std::copy(cW.data(), cW.data() + cW.size(), rep.pending.cW.begin());
+                 std::copy(cV.data(), cV.data() + cV.size(), rep.pending.cV.begin());
+                 rep.pending.vscale = st["vscale"].cast<double>();
+                 rep.has_pending = st["has_pending"].cast<bool>();
+                 rep.steps = st["steps"].cast<std::int64_t>();
+                 rep.status = st["status"].cast<int>();
+                 const std::uint64_t* pn = noise.data();
+                 for (auto& stream : rep.noise)
+                     for (int l = 0; l < L; ++l)
+                         for (int w = 0; w < 4; ++w) stream.lane(l).s[w] = *pn++;
+                 const std::uint64_t* ps = signal.data();
+                 for (int l = 0; l < L; ++l)
+                     for (int w = 0; w < 4; ++w) rep.signal.lane(l).s[w] = *ps++;
+             },
+             py::arg("replica"), py::arg("state"), "Restore a state from get_state().")
         .def("step_given",
              [](E& e, int r, carray<double> x, double beta) {
                  if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
