@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from importlib.metadata import version
@@ -13,7 +15,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 
-from . import _core
+from . import _core, io
 from ._validate import check_int, check_real
 from .dataset import make_dataset, parse_state
 from .observables import ORDER_PARAMETERS, gram_matrix, gram_sqrt
@@ -67,11 +69,46 @@ def _available_memory() -> float:
         return math.inf
 
 
+def _run_key(p: Params, *, steps: NDArray[np.int64], state: Mapping[str, NDArray[np.float64]] | None,
+             **settings: Any) -> dict[str, Any]:
+    """Everything that fixes a run's trajectory, as JSON-able values."""
+    key: dict[str, Any] = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                           for k, v in p.to_attrs().items()}
+    key.update(settings)
+    key["record_steps_sha256"] = hashlib.sha256(steps.tobytes()).hexdigest()
+    key["init"] = "random" if state is None else hashlib.sha256(
+        b"".join(np.ascontiguousarray(state[k]).tobytes() for k in ORDER_PARAMETERS)).hexdigest()
+    return key
+
+
+def _restore(path: str | os.PathLike[str], run_key: dict[str, Any], engine: Any,
+             ops: dict[str, NDArray[np.float64]]) -> tuple[int, int]:
+    """Load a checkpoint into the engine and the record arrays; returns (s0, n_done)."""
+    meta, arrays = io.load_checkpoint(path)
+    saved = meta["run"]
+    diff = sorted(k for k in set(saved) | set(run_key) if saved.get(k) != run_key.get(k))
+    if diff:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs call {run_key.get(k)!r}"
+                            for k in diff)
+        raise ValueError(f"resume: checkpoint {str(path)!r} belongs to another run ({details})")
+    for k, v in ops.items():
+        v[...] = arrays[f"op/{k}"]
+    for r in range(ops["D"].shape[0]):
+        prefix = f"replica{r}/"
+        state = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        for k in ("vscale", "has_pending", "steps", "status"):
+            state[k] = state[k].item()
+        engine.set_state(r, state)
+    return int(meta["s0"]), int(meta["n_done"])
+
+
 def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seeds: int = 1,
              seed: int = 0, init: str | Mapping[str, Any] | xr.Dataset = "random",
              threads: int | None = None, dtype: Literal["float64", "float32"] = "float64",
              progress: bool = True, times: ArrayLike | None = None,
-             blowup: float = 1e8) -> xr.Dataset:
+             blowup: float = 1e8, checkpoint: str | os.PathLike[str] | None = None,
+             checkpoint_every: float = 600.0,
+             resume: str | os.PathLike[str] | None = None) -> xr.Dataset:
     """Run one-pass SGD for ``seeds`` independent replicas and record the order parameters.
 
     Parameters
@@ -104,6 +141,14 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         Explicit recorded times in [0, t_max] instead of the regular grid.
     blowup : float
         A diagonal entry of Q or E above this counts as divergence.
+    checkpoint : path, optional
+        Save the complete run state (weights, generator states, records so far) to this
+        file, atomically, every ``checkpoint_every`` seconds of wall time and on Ctrl-C.
+    checkpoint_every : float
+        Seconds between checkpoints.
+    resume : path, optional
+        Continue the run saved in this checkpoint. The call must have the same parameters
+        as the one that wrote it; the result is bit-identical to an uninterrupted run.
 
     Returns
     -------
@@ -122,6 +167,7 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
     S = check_int("seeds", seeds, ge=1)
     seed = check_int("seed", seed, ge=0, le=2**63 - 1)  # stored as a netCDF int64
     blowup = check_real("blowup", blowup, gt=0.0)
+    checkpoint_every = check_real("checkpoint_every", checkpoint_every, ge=0.0)
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     max_threads = int(_core.build_info()["max_threads"])
@@ -156,11 +202,17 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
     ops = {k: np.full((S, T, *shape), np.nan)
            for k, shape in (("m", (p.M, p.M_star)), ("d", (p.M, p.M_star)), ("Q", (p.M, p.M)),
                             ("E", (p.M, p.M)), ("R", (p.M, p.M)), ("D", (p.M,)))}
+    # what a checkpoint must agree on to continue this very run
+    run_key = _run_key(p, N=N, t_max=t_max, seeds=S, seed=seed, dtype=dtype, blowup=blowup,
+                       steps=steps, state=state)
 
     engine_cls = _core.Engine64 if dtype == "float64" else _core.Engine32
     engine = engine_cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam,
                         tau=p.tau, blowup=blowup, seed=seed, replicas=S)
-    if state is None:
+    s0, n_done = 0, 0  # next step to take, records taken
+    if resume is not None:
+        s0, n_done = _restore(resume, run_key, engine, ops)
+    elif state is None:
         engine.init_random(nthreads)
     else:
         G = gram_matrix(*(state[k] for k in ORDER_PARAMETERS[:5]))  # m, d, Q, E, R
@@ -182,15 +234,23 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         ds["divergence"] = ("replica", reasons.astype(str))
         return ds
 
+    def save_checkpoint() -> None:
+        assert checkpoint is not None
+        arrays = {f"op/{k}": v for k, v in ops.items()}
+        for r in range(S):
+            for k, v in engine.get_state(r).items():
+                arrays[f"replica{r}/{k}"] = np.asarray(v)
+        io.save_checkpoint(checkpoint, {"run": run_key, "s0": s0, "n_done": n_done}, arrays)
+
     per_step = N * (p.M + 1) * math.ceil(S / nthreads)
     chunk = max(1, min(total, int(_CHUNK_WORK / per_step)))
-    n_done = 0  # records taken
+    last_save = time.monotonic()
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="step", unit_scale=True, desc=f"simulate N={N} S={S}",
-               disable=None if progress else True, leave=False)
+    bar = tqdm(total=total, initial=s0, unit="step", unit_scale=True,
+               desc=f"simulate N={N} S={S}", disable=None if progress else True, leave=False)
     try:
-        for s0 in range(0, max(total, 1), chunk):
+        while n_done < T and not np.all(engine.status()[0] != 0):
             n = min(chunk, total - s0)
             last = s0 + n >= total
             hi = s0 + n + 1 if last else s0 + n  # the final state is recorded by the last run
@@ -199,12 +259,16 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
             beta = p.beta_at((s0 + np.arange(n)) / N)
             engine.run(beta, offsets, *(ops[k] for k in ORDER_PARAMETERS), rec_start=int(lo_i),
                        threads=nthreads)
-            n_done = int(hi_i)
+            s0, n_done = s0 + n, int(hi_i)
             bar.update(n)
-            if np.all(engine.status()[0] != 0):
-                break
+            if checkpoint is not None and not last and \
+                    time.monotonic() - last_save >= checkpoint_every:
+                save_checkpoint()
+                last_save = time.monotonic()
     except KeyboardInterrupt:
         bar.close()
+        if checkpoint is not None:  # the engine is between chunks: its state is consistent
+            save_checkpoint()
         raise SimulationInterrupted(dataset(n_done)) from None
     bar.close()
 
