@@ -60,12 +60,15 @@ struct Replica {
     NormalStream signal;
     std::int64_t steps = 0;
     int status = kRunning;
+    std::vector<double> slots;  // per-block sums of the current pass (nblocks x layout.size)
+    std::vector<double> sums;   // their total, added in block order
 };
 
 template <class Real>
 class Engine {
 public:
-    Engine(ModelConfig cfg, std::uint64_t seed, int replicas) : cfg_(std::move(cfg)), seed_(seed) {
+    Engine(ModelConfig cfg, std::uint64_t seed, int replicas)
+        : cfg_(std::move(cfg)), seed_(seed), L_(cfg_.M, cfg_.Ms) {
         if (cfg_.N < 1 || cfg_.M < 1 || cfg_.Ms < 1 || cfg_.M > kMaxLatents ||
             cfg_.Ms > kMaxLatents || replicas < 1 ||
             static_cast<int>(cfg_.rho.size()) != cfg_.Ms)
@@ -82,6 +85,8 @@ public:
             rep.D.assign(static_cast<std::size_t>(cfg_.M), 1.0);
             rep.Q.assign(static_cast<std::size_t>(cfg_.M * cfg_.M), 0.0);
             rep.signal = NormalStream(seed, static_cast<std::uint64_t>(r), kSignalStream);
+            rep.slots.assign(static_cast<std::size_t>(nblocks * L_.size), 0.0);
+            rep.sums.assign(static_cast<std::size_t>(L_.size), 0.0);
             rep.noise.reserve(static_cast<std::size_t>(nblocks));
             for (std::int64_t blk = 0; blk < nblocks; ++blk)
                 rep.noise.emplace_back(seed, static_cast<std::uint64_t>(r),
@@ -137,41 +142,48 @@ public:
     // Run n_steps steps of every live replica. beta[j] is beta(t) before step j of this
     // run; record_offsets (sorted, in [0, n_steps]) says after how many steps of this run
     // to record. Called without the GIL.
+    // With at least as many replicas as threads, replicas run in parallel; with fewer
+    // (one replica at large N), the blocks of each pass do. Either way the sums are added
+    // in block order, so the result does not depend on the choice.
     void run(const double* beta, std::int64_t n_steps, const std::int64_t* record_offsets,
              std::int64_t n_records, const RecordSink& sink, int threads) {
-        parallel_replicas(threads, [&](int r) {
+        const bool by_blocks = replicas() < threads && cfg_.N > kBlock;
+        block_threads_ = by_blocks ? threads : 1;
+        auto one = [&](int r) {
             run_replica(reps_[static_cast<std::size_t>(r)], r, beta, n_steps, record_offsets,
                         n_records, sink);
-        });
+        };
+        if (by_blocks)
+            for (int r = 0; r < replicas(); ++r) one(r);
+        else
+            parallel_replicas(threads, one);
+        block_threads_ = 1;
     }
 
     // Apply any pending update, so that W, V hold the current state (tests, snapshots).
     void flush() {
         for (auto& rep : reps_)
-            if (rep.status == kRunning) {
-                BlockSums sums;
-                pass_no_sample(rep, false, sums);
-            }
+            if (rep.status == kRunning) pass_no_sample(rep, false);
     }
 
     // One step of replica r on a supplied sample x (tests: compare with a NumPy step).
     void step_given(int r, const double* x_given, double beta) {
         Replica<Real>& rep = replica(r);
-        BlockSums sums;
         std::vector<double> cs(static_cast<std::size_t>(cfg_.Ms), 0.0);
-        pass_blocks(rep, /*gen=*/true, /*rec=*/false, sums, cs.data(), 1.0,
+        pass_blocks(rep, /*gen=*/true, /*rec=*/false, cs.data(), 1.0,
                     [&](std::int64_t i0, std::int64_t n, double* buf) {
                         std::copy(x_given + i0, x_given + i0 + n, buf);
                     });
-        finish_step(rep, sums, beta);
-        BlockSums after;
-        pass_no_sample(rep, false, after);
+        finish_step(rep, beta);
+        pass_no_sample(rep, false);
     }
 
 private:
     ModelConfig cfg_;
     std::uint64_t seed_;
+    SumLayout L_;
     std::vector<Replica<Real>> reps_;
+    int block_threads_ = 1;
 
     template <class F>
     void parallel_replicas(int threads, F&& body) {
@@ -238,59 +250,77 @@ private:
         rep.has_pending = false;
         rep.steps = 0;
         rep.status = kRunning;
-        BlockSums sums;
-        pass_no_sample(rep, false, sums);  // Q of the initial state
+        pass_no_sample(rep, false);  // Q of the initial state
     }
 
     // A pass over all blocks. fill(i0, n, buf) provides the n standard normals of block
     // rows [i0, i0 + n) (or, in tests, the supplied x with cs = 0 and sqrt_eta = 1).
+    // Leaves the pass's sums in rep.sums and the state's Q in rep.Q.
     template <class Fill>
-    void pass_blocks(Replica<Real>& rep, bool gen, bool rec, BlockSums& sums, const double* cs,
-                     double sqrt_eta, Fill&& fill) {
+    void pass_blocks(Replica<Real>& rep, bool gen, bool rec, const double* cs, double sqrt_eta,
+                     Fill&& fill) {
         const std::int64_t N = cfg_.N;
-        double buf[kBlock];
-        for (std::int64_t i0 = 0; i0 < N; i0 += kBlock) {
-            const std::int64_t i1 = std::min(N, i0 + kBlock);
+        const std::int64_t nblocks = (N + kBlock - 1) / kBlock;
+        auto block = [&](std::int64_t blk) {
+            const std::int64_t i0 = blk * kBlock, i1 = std::min(N, i0 + kBlock);
+            double buf[kBlock];
             if (gen) fill(i0, i1 - i0, buf);
-            dispatch_m(rep, gen, rec, i0, i1, buf, cs, sqrt_eta, sums);
+            dispatch_m(rep, gen, rec, i0, i1, buf, cs, sqrt_eta,
+                       rep.slots.data() + blk * L_.size);
+        };
+#ifdef _OPENMP
+        if (block_threads_ > 1) {
+#pragma omp parallel for schedule(static) num_threads(block_threads_)
+            for (std::int64_t blk = 0; blk < nblocks; ++blk) block(blk);
+        } else
+#endif
+            for (std::int64_t blk = 0; blk < nblocks; ++blk) block(blk);
+
+        // totals in block order; only the entries this pass wrote
+        const int n_used = rec ? L_.size : L_.E;
+        std::fill(rep.sums.begin(), rep.sums.begin() + n_used, 0.0);
+        for (std::int64_t blk = 0; blk < nblocks; ++blk) {
+            const double* slot = rep.slots.data() + blk * L_.size;
+            for (int j = 0; j < n_used; ++j) rep.sums[j] += slot[j];
         }
         const int M = cfg_.M;
         const double invN = 1.0 / static_cast<double>(N);
         for (int k = 0; k < M; ++k)
-            for (int l = k; l < M; ++l) rep.Q[k * M + l] = rep.Q[l * M + k] = sums.Q[k * M + l] * invN;
+            for (int l = k; l < M; ++l)
+                rep.Q[k * M + l] = rep.Q[l * M + k] = rep.sums[L_.Q + k * M + l] * invN;
         rep.has_pending = false;
     }
 
     // A pass without a new sample: applies the pending update, sums Q (and the record).
-    void pass_no_sample(Replica<Real>& rep, bool rec, BlockSums& sums) {
-        pass_blocks(rep, false, rec, sums, nullptr, 0.0, [](std::int64_t, std::int64_t, double*) {});
+    void pass_no_sample(Replica<Real>& rep, bool rec) {
+        pass_blocks(rep, false, rec, nullptr, 0.0, [](std::int64_t, std::int64_t, double*) {});
     }
 
     void dispatch_m(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
-                    const double* noise, const double* cs, double se, BlockSums& s) {
+                    const double* noise, const double* cs, double se, double* slot) {
         switch (cfg_.M) {
-            case 1: return dispatch_ms<1>(rep, gen, rec, i0, i1, noise, cs, se, s);
-            case 2: return dispatch_ms<2>(rep, gen, rec, i0, i1, noise, cs, se, s);
-            default: return dispatch_ms<0>(rep, gen, rec, i0, i1, noise, cs, se, s);
+            case 1: return dispatch_ms<1>(rep, gen, rec, i0, i1, noise, cs, se, slot);
+            case 2: return dispatch_ms<2>(rep, gen, rec, i0, i1, noise, cs, se, slot);
+            default: return dispatch_ms<0>(rep, gen, rec, i0, i1, noise, cs, se, slot);
         }
     }
 
     template <int MC>
     void dispatch_ms(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
-                     const double* noise, const double* cs, double se, BlockSums& s) {
-        if (cfg_.Ms == 1) return dispatch_flags<MC, 1>(rep, gen, rec, i0, i1, noise, cs, se, s);
-        return dispatch_flags<MC, 0>(rep, gen, rec, i0, i1, noise, cs, se, s);
+                     const double* noise, const double* cs, double se, double* slot) {
+        if (cfg_.Ms == 1) return dispatch_flags<MC, 1>(rep, gen, rec, i0, i1, noise, cs, se, slot);
+        return dispatch_flags<MC, 0>(rep, gen, rec, i0, i1, noise, cs, se, slot);
     }
 
     template <int MC, int MSC>
     void dispatch_flags(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
-                        const double* noise, const double* cs, double se, BlockSums& s) {
+                        const double* noise, const double* cs, double se, double* slot) {
         const int code = (rep.has_pending ? 4 : 0) | (rec ? 2 : 0) | (gen ? 1 : 0);
         auto call = [&](auto apply, auto rec_c, auto gen_c) {
             block_pass<Real, MC, MSC, decltype(apply)::value, decltype(rec_c)::value,
                        decltype(gen_c)::value>(cfg_.M, cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),
                                                rep.Ws.data(), rep.x.data(), rep.pending, noise, cs,
-                                               se, s);
+                                               se, L_, slot);
         };
         using T = std::true_type;
         using F = std::false_type;
@@ -307,7 +337,8 @@ private:
     }
 
     // After the pass of step s: g, the D update, the pending update, divergence checks.
-    void finish_step(Replica<Real>& rep, const BlockSums& sums, double beta) {
+    void finish_step(Replica<Real>& rep, double beta) {
+        const std::vector<double>& sums = rep.sums;
         const int M = cfg_.M;
         const double N = static_cast<double>(cfg_.N);
         const double sqN = std::sqrt(N), tau = cfg_.tau, lam = cfg_.lam;
@@ -315,8 +346,8 @@ private:
         using Vec = Eigen::VectorXd;
         Vec a(M), b(M), D = Eigen::Map<const Vec>(rep.D.data(), M);
         for (int k = 0; k < M; ++k) {
-            a[k] = sums.a[k] / sqN;
-            b[k] = sums.b[k] / sqN;
+            a[k] = sums[L_.a + k] / sqN;
+            b[k] = sums[L_.b + k] / sqN;
         }
         const Mat Q = Eigen::Map<const Mat>(rep.Q.data(), M, M);  // before the step
         const Vec g = -a + (Q + beta * Mat::Identity(M, M)) * b;
@@ -345,7 +376,8 @@ private:
         }
     }
 
-    void record(Replica<Real>& rep, int r, const BlockSums& s, std::int64_t k, const RecordSink& sink) {
+    void record(Replica<Real>& rep, int r, std::int64_t k, const RecordSink& sink) {
+        const double* s = rep.sums.data();
         const int M = cfg_.M, Ms = cfg_.Ms;
         const double invN = 1.0 / static_cast<double>(cfg_.N);
         const std::int64_t row = static_cast<std::int64_t>(r) * sink.T + sink.rec_start + k;
@@ -356,15 +388,15 @@ private:
         double* R = sink.R + row * M * M;
         double* D = sink.D + row * M;
         for (int i = 0; i < M * Ms; ++i) {
-            m[i] = s.m[i] * invN;
-            d[i] = s.d[i] * invN;
+            m[i] = s[L_.m + i] * invN;
+            d[i] = s[L_.d + i] * invN;
         }
         for (int i = 0; i < M; ++i) {
             D[i] = rep.D[i];
             for (int j = 0; j < M; ++j) {
                 Q[i * M + j] = rep.Q[i * M + j];
-                R[i * M + j] = s.R[i * M + j] * invN;
-                E[i * M + j] = (i <= j ? s.E[i * M + j] : s.E[j * M + i]) * invN;
+                R[i * M + j] = s[L_.R + i * M + j] * invN;
+                E[i * M + j] = s[L_.E + (i <= j ? i * M + j : j * M + i)] * invN;
             }
         }
         for (int i = 0; i < M; ++i)
@@ -381,19 +413,17 @@ private:
         for (std::int64_t j = 0; j < n_steps && rep.status == kRunning; ++j) {
             for (int f = 0; f < Ms; ++f) cs[f] = std::sqrt(cfg_.rho[f]) * rep.signal.next() / sqN;
             const bool rec_now = next < n_rec && rec[next] == j;
-            BlockSums sums;
-            pass_blocks(rep, true, rec_now, sums, cs.data(), sqrt_eta,
+            pass_blocks(rep, true, rec_now, cs.data(), sqrt_eta,
                         [&](std::int64_t i0, std::int64_t n, double* buf) {
                             rep.noise[static_cast<std::size_t>(i0 / kBlock)].fill(buf, static_cast<std::size_t>(n));
                         });
-            if (rec_now) record(rep, r, sums, next++, sink);
+            if (rec_now) record(rep, r, next++, sink);
             if (rep.status != kRunning) return;
-            finish_step(rep, sums, beta[j]);
+            finish_step(rep, beta[j]);
         }
         if (rep.status == kRunning && next < n_rec && rec[next] == n_steps) {
-            BlockSums sums;
-            pass_no_sample(rep, true, sums);
-            record(rep, r, sums, next++, sink);
+            pass_no_sample(rep, true);
+            record(rep, r, next++, sink);
         }
     }
 };

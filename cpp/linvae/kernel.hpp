@@ -18,11 +18,24 @@ namespace linvae {
 // Largest M and M* handled by the generic (runtime-size) instantiation.
 constexpr int kMaxLatents = 32;
 
-// Block sums of one pass, in double whatever the weight precision.
-struct BlockSums {
-    std::array<double, kMaxLatents> a{}, b{};
-    std::array<double, kMaxLatents * kMaxLatents> Q{}, E{}, R{};
-    std::array<double, kMaxLatents * kMaxLatents> m{}, d{};
+// Where the sums of one pass live in a flat array of doubles: a, b (M each), Q, E, R
+// (M x M each, Q and E upper triangle only) and m, d (M x M* each). Every block writes
+// its own slot; slots are then added in block order, whatever thread computed them.
+struct SumLayout {
+    int M = 1, Ms = 1;
+    int a = 0, b = 0, Q = 0, E = 0, R = 0, m = 0, d = 0, size = 0;
+
+    SumLayout() = default;
+    SumLayout(int M_, int Ms_) : M(M_), Ms(Ms_) {
+        a = 0;
+        b = a + M;
+        Q = b + M;
+        E = Q + M * M;
+        R = E + M * M;
+        m = R + M * M;
+        d = m + M * Ms;
+        size = d + M * Ms;
+    }
 };
 
 // Coefficients of the pending update of one row:
@@ -38,11 +51,13 @@ struct PendingUpdate {
 // Rows [i0, i1) of the row-major arrays W, V (N x M), Ws (N x M*), x (N).
 // noise[j] is the standard normal for row i0 + j; cs[f] = sqrt(rho_f) c_f / sqrt(N).
 // MC / MSC > 0 fix M / M* at compile time (the common small cases); 0 means runtime.
+// The block's sums are written (not added) to its slot ``out`` laid out by ``L``.
 template <class Real, int MC, int MSC, bool APPLY, bool REC, bool GEN>
 void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __restrict W,
                 Real* __restrict V, const Real* __restrict Ws, Real* __restrict x,
                 const PendingUpdate& up, const double* __restrict noise,
-                const double* __restrict cs, double sqrt_eta, BlockSums& out) {
+                const double* __restrict cs, double sqrt_eta, const SumLayout& L,
+                double* __restrict out) {
     const int M = MC > 0 ? MC : M_rt;
     const int Ms = MSC > 0 ? MSC : Ms_rt;
     constexpr int MB = MC > 0 ? MC : kMaxLatents;
@@ -103,20 +118,19 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
         }
     }
 
-    // add the block's sums to the running totals (callers go through blocks in order)
     for (int k = 0; k < M; ++k) {
-        out.a[k] += a[k];
-        out.b[k] += b[k];
-        for (int l = k; l < M; ++l) out.Q[k * M + l] += Q[k * M + l];
+        out[L.a + k] = a[k];
+        out[L.b + k] = b[k];
+        for (int l = k; l < M; ++l) out[L.Q + k * M + l] = Q[k * M + l];
     }
     if constexpr (REC) {
         for (int k = 0; k < M; ++k) {
             for (int f = 0; f < Ms; ++f) {
-                out.m[k * Ms + f] += m[k * Ms + f];
-                out.d[k * Ms + f] += d[k * Ms + f];
+                out[L.m + k * Ms + f] = m[k * Ms + f];
+                out[L.d + k * Ms + f] = d[k * Ms + f];
             }
-            for (int l = 0; l < M; ++l) out.R[k * M + l] += R[k * M + l];
-            for (int l = k; l < M; ++l) out.E[k * M + l] += E[k * M + l];
+            for (int l = 0; l < M; ++l) out[L.R + k * M + l] = R[k * M + l];
+            for (int l = k; l < M; ++l) out[L.E + k * M + l] = E[k * M + l];
         }
     }
 }
