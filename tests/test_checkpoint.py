@@ -50,7 +50,7 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path: Path, dtype: str, st
     resumed = linvae.simulate(P, dtype=dtype, resume=ckpt, threads=1, **RUN)
     xr.testing.assert_identical(full.drop_attrs(), resumed.drop_attrs())
     # another run's checkpoint is refused, saying what differs
-    with pytest.raises(ValueError, match="belongs to another run.*tau"):
+    with pytest.raises(ValueError, match=r"belongs to another run.*tau"):
         linvae.simulate(P.replace(tau=0.4), dtype=dtype, resume=ckpt, **RUN)
 
 
@@ -67,7 +67,7 @@ def test_bad_checkpoints_are_rejected(tmp_path: Path, monkeypatch: pytest.Monkey
     flipped = bytearray(data)
     flipped[len(data) // 3] ^= 0x01  # one bit inside the stored weights
     (tmp_path / "flipped.ckpt").write_bytes(bytes(flipped))
-    with pytest.raises(ValueError, match="corrupted|truncated"):
+    with pytest.raises(ValueError, match=r"corrupted|truncated"):
         linvae.simulate(P, resume=tmp_path / "flipped.ckpt", **RUN)
     (tmp_path / "other.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="truncated or not a linvae checkpoint"):

@@ -110,8 +110,8 @@ def test_replica_mean_matches_numpy_reference_within_n_half_fluctuations() -> No
                     traj[k].append(float(np.ravel(ops[k])[0]))
             if step < round(t_max * N):
                 r.step()
-        for k in ref:
-            ref[k].append(traj[k])
+        for k, values in traj.items():
+            ref[k].append(values)
     for k in ("m", "Q", "D"):
         eng = ds[k].values.reshape(S, -1)
         ref_k = np.array(ref[k])
@@ -166,7 +166,7 @@ def test_params_validation(kw: dict[str, Any], match: str) -> None:
 
 
 def test_simulate_rejects_non_params() -> None:
-    with pytest.raises(TypeError, match="linvae.Params"):
+    with pytest.raises(TypeError, match=r"linvae\.Params"):
         linvae.simulate({"M": 1}, N=10, t_max=1.0)  # type: ignore[arg-type]
 
 

@@ -83,7 +83,7 @@ def save_checkpoint(path: str | os.PathLike[str], meta: Mapping[str, Any],
                     arrays: Mapping[str, NDArray[Any]]) -> Path:
     """Write a checkpoint atomically: JSON metadata, named arrays and a SHA-256 over both."""
     meta_json = json.dumps({"format": CHECKPOINT_FORMAT, **meta}, sort_keys=True)
-    payload = {**arrays, "__meta__": np.array(meta_json),
+    payload: dict[str, Any] = {**arrays, "__meta__": np.array(meta_json),
                "__sha256__": np.array(_digest(meta_json, arrays))}
 
     def write(tmp: str) -> None:

@@ -5,7 +5,12 @@ Everything here works in matrix form and is vectorised over leading axes, so the
 no Python loop over latent indices. For solvers and for stability analysis the state
 is also available as a flat vector (:class:`StateLayout`): Q and E, being symmetric,
 are stored as their upper triangles, so the flat space has exactly the dimension of
-the physical state space and its Jacobian has no spurious antisymmetric modes.
+the physical state space and its Jacobian has no spurious antisymmetric modes. This
+matters in practice: on full matrices the antisymmetric parts of Q and E are dynamical
+and can be unstable (at the superfluous-latent fixed point of MODEL.md section 6,
+(M, M*) = (2, 1), beta = 0.9, tau = 0.2, they grow like exp(0.12 t) from rounding
+errors and push the state out of the PSD cone near t = 300), while on symmetric states
+that fixed point is stable.
 
 Physicality (MODEL.md section 8): only states whose Gram matrix
 ``[[I, m^T, d^T], [m, Q, R], [d, R^T, E]]`` is positive semidefinite exist at finite N.
@@ -211,7 +216,7 @@ def _jvp_core(s: Mapping[str, Array], ds: Mapping[str, Array], beta: float,
     m, d, Q, E, R, D = (s[k] for k in ORDER_PARAMETERS)
     dm, dd, dQ, dE, dR, dD = (ds[k] for k in ORDER_PARAMETERS)
     tau, eta, lam, rho = c.tau, c.eta, c.lam, c.rho
-    Bb, Cab, Aaa = observables.moments(m, d, Q, E, R, rho, eta)
+    Bb, Cab, _ = observables.moments(m, d, Q, E, R, rho, eta)
     K = Q + beta * c.eye
     B = Bb + lam * c.eye + D[..., None, :] * c.eye
     dBb = (dd * rho) @ _T(d) + (d * rho) @ _T(dd) + eta * dE
@@ -365,7 +370,7 @@ def _check_init(init: Any, params: Params) -> State:
     if init is None:
         return overlap_state(params)
     if isinstance(init, str):
-        raise ValueError(
+        raise TypeError(
             f"init must be a state (dict of m, d, Q, E, R, D or a dataset slice), got "
             f"{init!r}: the ODE started from the random start's N -> infinity limit "
             f"(random_init_state) stays at m = d = 0 forever; start from overlap_state(p) "
@@ -385,8 +390,8 @@ def _time_grid(t_max: float, record_every: float, t_eval: ArrayLike | None) -> A
             raise ValueError(f"t_eval must be strictly increasing within [0, t_max={t_max:g}]")
         return np.minimum(grid, t_max)
     # a small slack so that t_max = k * record_every is recorded despite rounding
-    n = int(math.floor(t_max / record_every * (1 + 1e-12) + 1e-9))
-    grid = record_every * np.arange(n + 1)
+    n = math.floor(t_max / record_every * (1 + 1e-12) + 1e-9)
+    grid = record_every * np.arange(n + 1, dtype=np.float64)
     if t_max - grid[-1] > 1e-9 * t_max:  # always record the end point
         grid = np.append(grid, t_max)
     return np.minimum(grid, t_max)
@@ -424,7 +429,8 @@ def integrate(p: Params, t_max: float = 20.0, init: Mapping[str, ArrayLike] | xr
         below ``-psd_tol * max(1, max|G|)``, or some D_k <= 0): raise
         :class:`UnphysicalStateError` (default; the physical part is in its ``partial``),
         or warn with :class:`UnphysicalStateWarning` and return the recorded points
-        before that time, with ``attrs["truncated"] = 1`` and ``attrs["t_unphysical"]``.
+        before that time, with ``attrs["truncated"] = 1`` and ``attrs["t_unphysical"]``
+        (it raises anyway if no physical point was recorded).
     psd_tol : float
         Tolerance of the PSD check, > 0 (relative to max(1, max|G|)).
 

@@ -257,8 +257,8 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
             lo_i, hi_i = np.searchsorted(steps, [s0, hi])
             offsets = (steps[lo_i:hi_i] - s0).astype(np.int64)
             beta = p.beta_at((s0 + np.arange(n)) / N)
-            engine.run(beta, offsets, *(ops[k] for k in ORDER_PARAMETERS), rec_start=int(lo_i),
-                       threads=nthreads)
+            engine.run(beta, offsets, ops["m"], ops["d"], ops["Q"], ops["E"], ops["R"],
+                       ops["D"], rec_start=int(lo_i), threads=nthreads)
             s0, n_done = s0 + n, int(hi_i)
             bar.update(n)
             if checkpoint is not None and not last and \

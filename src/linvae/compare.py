@@ -1,0 +1,270 @@
+"""SGD against the ODE: the deterministic limit of MODEL.md sections 5 and 6.
+
+:func:`compare` runs one-pass SGD at several N from a prescribed start, integrates the
+ODE from the same start on each simulation's own time grid, and measures how far the
+SGD replica trajectories are from the ODE: per N and per order parameter the largest
+and the root-mean-square deviation over replicas, times and matrix entries. A
+log-log least-squares fit of gap against N gives an exponent that should be close to
+-1/2 (fluctuations of one-pass SGD around its deterministic limit).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+from numpy.typing import ArrayLike
+
+from ._validate import check_int, check_real
+from .dataset import parse_state
+from .ode import integrate, overlap_state
+from .params import Params
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["VARIABLES", "Comparison", "compare", "fit_exponents", "gap_statistics"]
+
+#: Variables whose SGD-ODE gap is measured: the order parameters and eps_g.
+VARIABLES = ("m", "d", "Q", "E", "R", "D", "eg")
+#: Gap statistics: largest absolute deviation, root-mean-square deviation.
+STATS = ("max", "rms")
+
+
+def _alive(sim: xr.Dataset) -> xr.Dataset:
+    """The replicas that did not diverge (all of them if there is no ``diverged``)."""
+    if "diverged" not in sim or "replica" not in sim.dims:
+        return sim
+    keep = ~np.asarray(sim["diverged"].values, dtype=bool)
+    return sim.isel(replica=np.flatnonzero(keep))
+
+
+def gap_statistics(sim: xr.Dataset, ode: xr.Dataset,
+                   variables: Sequence[str] = VARIABLES) -> xr.Dataset:
+    """Max and RMS deviation of the SGD trajectories from the ODE, per variable.
+
+    ``sim`` has dims (replica, t, ...) and ``ode`` (t, ...) on the same t grid; diverged
+    replicas are left out. Returns a Dataset with variables ``max`` and ``rms`` along
+    the dim ``variable``; NaN if no replica is left.
+    """
+    if sim.sizes["t"] != ode.sizes["t"] or not np.allclose(sim["t"].values, ode["t"].values,
+                                                           rtol=1e-9, atol=1e-12):
+        raise ValueError("sim and ode must share the same t grid")
+    alive = _alive(sim)
+    out = {s: np.full(len(variables), np.nan) for s in STATS}
+    if "replica" not in alive.dims or alive.sizes["replica"] > 0:
+        for i, v in enumerate(variables):
+            # plain arrays: the two datasets may label t by values differing in rounding
+            dev = alive[v].values - ode[v].values
+            out["max"][i] = float(np.max(np.abs(dev)))
+            out["rms"][i] = float(np.sqrt(np.mean(dev * dev)))
+    return xr.Dataset({s: (("variable",), out[s]) for s in STATS},
+                      coords={"variable": list(variables)})
+
+
+def fit_exponents(gaps: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    """Least-squares fit of log(gap) = log(prefactor) + exponent * log(N).
+
+    ``gaps`` has dims (N, variable) and the variables of :data:`STATS`. Returns
+    ``(exponents, prefactors)``, each with those variables along ``variable``; NaN
+    where fewer than two N have a finite positive gap.
+    """
+    N = np.asarray(gaps["N"].values, dtype=np.float64)
+    exps: dict[str, Any] = {}
+    pres: dict[str, Any] = {}
+    for s in STATS:
+        g = np.asarray(gaps[s].transpose("N", "variable").values, dtype=np.float64)
+        e = np.full(g.shape[1], np.nan)
+        c = np.full(g.shape[1], np.nan)
+        for j in range(g.shape[1]):
+            ok = np.isfinite(g[:, j]) & (g[:, j] > 0)
+            if np.unique(N[ok]).size >= 2:
+                e[j], logc = np.polyfit(np.log(N[ok]), np.log(g[ok, j]), 1)
+                c[j] = math.exp(logc)
+        exps[s] = (("variable",), e)
+        pres[s] = (("variable",), c)
+    coords = {"variable": gaps["variable"].values}
+    return xr.Dataset(exps, coords=coords), xr.Dataset(pres, coords=coords)
+
+
+@dataclass
+class Comparison:
+    """Result of :func:`compare`.
+
+    Attributes
+    ----------
+    params : Params
+    ode : xarray.Dataset
+        The ODE trajectory on the time grid of the smallest N.
+    sims : dict[int, xarray.Dataset]
+        The simulation dataset per N (dims replica, t, ...).
+    gaps : xarray.Dataset
+        Variables ``max`` and ``rms``, dims (N, variable).
+    exponents, prefactors : xarray.Dataset
+        Fitted gap ~ prefactor * N**exponent, variables ``max`` and ``rms`` along ``variable``.
+    n_diverged : dict[int, int]
+        Number of diverged replicas per N (left out of the gaps).
+    """
+
+    params: Params
+    ode: xr.Dataset
+    sims: dict[int, xr.Dataset]
+    gaps: xr.Dataset
+    exponents: xr.Dataset
+    prefactors: xr.Dataset
+    n_diverged: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def Ns(self) -> list[int]:
+        return [int(n) for n in self.gaps["N"].values]
+
+    def __repr__(self) -> str:
+        Ns = self.Ns
+        reps = {int(s.sizes.get("replica", 1)) for s in self.sims.values()}
+        t_max = float(self.ode["t"].values[-1])
+        lines = [(f"Comparison({self.params!r}, Ns={Ns}, replicas={sorted(reps)}, "
+                  f"t_max={t_max:g})")]
+        if any(self.n_diverged.values()):
+            lines.append(f"  diverged replicas (excluded): {self.n_diverged}")
+        head = "  variable " + "".join(f"{'rms N=' + str(n):>13}" for n in Ns)
+        lines.append("  SGD-ODE gap (rms over replicas, t, entries) and fitted exponent "
+                     "(expect -0.5):")
+        lines.append(head + f"{'exp(rms)':>10}{'exp(max)':>10}")
+        for v in self.gaps["variable"].values:
+            row = "".join(f"{float(self.gaps['rms'].sel(N=n, variable=v)):>13.3g}" for n in Ns)
+            er = float(self.exponents["rms"].sel(variable=v))
+            em = float(self.exponents["max"].sel(variable=v))
+            lines.append(f"  {v!s:<9}{row}{er:>10.3f}{em:>10.3f}")
+        return "\n".join(lines)
+
+    def plot(self, variable: str = "m", stat: str = "rms",
+             entries: Sequence[tuple[int, ...]] | None = None) -> Figure:
+        """Figure with (a) trajectories of ``variable`` and (b) gap vs N on log-log axes."""
+        from . import plot as _plot
+
+        fig = _plot.figure(ncols=2)
+        ax_a, ax_b = fig.axes
+        _plot.plot_trajectories(self.ode, self.sims, variable=variable, entries=entries,
+                                ax=ax_a)
+        _plot.plot_gaps(self.gaps, stat=stat, exponents=self.exponents,
+                        prefactors=self.prefactors, ax=ax_b)
+        ax_a.set_title(f"(a) {variable}: ODE vs SGD")
+        ax_b.set_title(f"(b) SGD-ODE gap ({stat})")
+        return fig
+
+
+SimulateFn = Callable[..., xr.Dataset]
+
+
+def _check_Ns(Ns: Any) -> list[int]:
+    if isinstance(Ns, (str, bytes)) or not isinstance(Ns, Sequence | np.ndarray):
+        raise TypeError(f"Ns must be a sequence of integers, got {type(Ns).__name__}")
+    out = [check_int(f"Ns[{i}]", n, ge=1) for i, n in enumerate(Ns)]
+    if len(set(out)) < 2:
+        raise ValueError(f"Ns must hold at least two distinct N to fit an exponent, got {out}")
+    return sorted(set(out))
+
+
+def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
+            t_max: float = 20.0, replicas: int = 8,
+            init: Mapping[str, ArrayLike] | xr.Dataset | None = None,
+            record_every: float = 0.1, seed: int = 0, threads: int | None = None,
+            progress: bool = False, *, variables: Sequence[str] = VARIABLES,
+            method: str = "LSODA", rtol: float = 1e-8, atol: float = 1e-10,
+            simulate_fn: SimulateFn | None = None) -> Comparison:
+    """Run SGD at several N and the ODE from the same start; measure the gap vs N.
+
+    Parameters
+    ----------
+    p : Params
+        Model and SGD parameters.
+    Ns : sequence of int
+        Input dimensions, at least two distinct.
+    t_max, record_every : float
+        Simulated time and recording interval (t = steps / N).
+    replicas : int
+        Independent SGD runs per N.
+    init : dict or xarray.Dataset, optional
+        Prescribed start (MODEL.md section 7) shared by SGD and ODE; default
+        :func:`linvae.ode.overlap_state`. The random start is refused: its ODE limit
+        m = d = 0 is invariant, so the gap would measure the escape time, not N^-1/2.
+    seed : int
+        Base seed; the i-th N (ascending) uses ``seed + i``.
+    threads, progress
+        Passed to the simulation.
+    variables : sequence of str
+        Which of :data:`VARIABLES` to measure.
+    method, rtol, atol
+        ODE solver settings (see :func:`linvae.ode.integrate`).
+    simulate_fn : callable, optional
+        Stand-in for :func:`linvae.simulate` with the same signature (for tests).
+
+    Returns
+    -------
+    Comparison
+
+    Notes
+    -----
+    The cost is that of the simulations, ~ replicas * t_max * N^2 * M: the defaults take
+    several minutes on two cores (about 7 min for (M, M*) = (2, 2)); Ns = (1000, 8000)
+    with t_max = 5 and 4 replicas takes seconds and already shows the N^-1/2 law.
+    """
+    if not isinstance(p, Params):
+        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    Ns_ = _check_Ns(Ns)
+    t_max = check_real("t_max", t_max, gt=0.0)
+    record_every = check_real("record_every", record_every, gt=0.0)
+    if record_every > t_max:
+        raise ValueError(f"record_every must be <= t_max={t_max:g}, got {record_every!r}")
+    replicas = check_int("replicas", replicas, ge=1)
+    seed = check_int("seed", seed, ge=0)
+    bad = [v for v in variables if v not in VARIABLES]
+    if isinstance(variables, str) or bad or not variables:
+        raise ValueError(f"variables must be a non-empty subset of {VARIABLES}, got "
+                         f"{variables!r}")
+    if isinstance(init, str):
+        raise TypeError(f"init must be a prescribed state (dict or dataset slice), got "
+                         f"{init!r}: from the random start the ODE stays at m = d = 0 while "
+                         f"SGD escapes after a time ~ log N, so the gap would not measure "
+                         f"the N^-1/2 fluctuations; use linvae.ode.overlap_state(p)")
+    state = overlap_state(p) if init is None else parse_state(init, p, name="init")
+    if simulate_fn is None:
+        from .simulate import simulate  # lazily: the compiled engine is optional here
+
+        simulate_fn = simulate
+
+    sims: dict[int, xr.Dataset] = {}
+    per_N: list[xr.Dataset] = []
+    n_div: dict[int, int] = {}
+    ode_first: xr.Dataset | None = None
+    for i, N in enumerate(Ns_):
+        sim = simulate_fn(p, N, t_max, record_every, seeds=replicas, seed=seed + i,
+                          init={k: v.copy() for k, v in state.items()}, threads=threads,
+                          progress=progress)
+        t_sim = np.asarray(sim["t"].values, dtype=np.float64)
+        # the ODE on the simulation's own grid: no interpolation error in the gap
+        ode = integrate(p, t_max=max(float(t_sim[-1]), t_max), init=state,
+                        record_every=record_every, method=method, rtol=rtol, atol=atol,
+                        t_eval=t_sim)
+        sims[N] = sim
+        n_div[N] = int(np.sum(sim["diverged"].values)) if "diverged" in sim else 0
+        if n_div[N] == sim.sizes.get("replica", 1):
+            warnings.warn(f"all {n_div[N]} replicas diverged at N={N}; its gaps are NaN",
+                          RuntimeWarning, stacklevel=2)
+        per_N.append(gap_statistics(sim, ode, variables))
+        if ode_first is None:
+            ode_first = ode
+    gaps = xr.concat(per_N, dim=xr.DataArray(Ns_, dims="N", name="N"))
+    gaps["N"].attrs["long_name"] = "input dimension N"
+    gaps.attrs.update(description="deviation of SGD replica trajectories from the ODE: "
+                      "max and root-mean-square over replicas, recorded times and entries")
+    exponents, prefactors = fit_exponents(gaps)
+    assert ode_first is not None
+    return Comparison(params=p, ode=ode_first, sims=sims, gaps=gaps, exponents=exponents,
+                      prefactors=prefactors, n_diverged=n_div)
+
