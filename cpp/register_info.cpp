@@ -46,8 +46,26 @@ void register_info(py::module_& m) {
 #else
         info["compiler"] = "unknown";
 #endif
+#ifdef LINVAE_HAVE_AVX2_PATH
+        info["simd_runtime"] =
+            linvae::active_simd_path() == linvae::SimdPath::kAvx2 ? "avx2" : "scalar";
+#else
+        info["simd_runtime"] = "scalar";
+#endif
         info["block"] = linvae::kBlock;
         info["max_latents"] = linvae::kMaxLatents;
         return info;
     }, "Compiler, SIMD level, OpenMP and Eigen versions of this build.");
+
+    m.def("set_simd_path", [](const std::string& name) {
+#ifdef LINVAE_HAVE_AVX2_PATH
+        if (name == "avx2" && !__builtin_cpu_supports("avx2"))
+            throw py::value_error("this CPU has no AVX2");
+        if (name != "avx2" && name != "scalar")
+            throw py::value_error("simd path must be 'avx2' or 'scalar'");
+        linvae::active_simd_path() = name == "avx2" ? linvae::SimdPath::kAvx2 : linvae::SimdPath::kScalar;
+#else
+        if (name != "scalar") throw py::value_error("this build has only the scalar path");
+#endif
+    }, py::arg("name"), "Choose the generator's code path (tests and benchmarks; both give the same numbers).");
 }
