@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import io, observables, ode, schedules
+from . import findings, io, observables, ode, schedules, stability
 from .compare import Comparison, compare
 from .dataset import make_dataset, parse_state
 from .ode import integrate
 from .params import Params
 from .simulate import DivergenceWarning, SimulationInterrupted, simulate
+from .stability import (
+    FixedPoint,
+    Threshold,
+    annealing_threshold,
+    collapse_threshold,
+    convergence_time,
+    fixed_points,
+    jacobian,
+    noise_threshold,
+    stable_fixed_point,
+    step_size_limit,
+)
 
 try:
     __version__ = version("linvae")
@@ -19,16 +31,28 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Comparison",
     "DivergenceWarning",
+    "FixedPoint",
     "Params",
     "SimulationInterrupted",
+    "Threshold",
     "__version__",
+    "annealing_threshold",
+    "collapse_threshold",
     "compare",
+    "convergence_time",
+    "findings",
+    "fixed_points",
     "integrate",
     "io",
+    "jacobian",
     "make_dataset",
+    "noise_threshold",
     "observables",
     "ode",
     "parse_state",
     "schedules",
     "simulate",
+    "stability",
+    "stable_fixed_point",
+    "step_size_limit",
 ]

@@ -1,0 +1,676 @@
+"""The paper's three findings, and disentanglement, as data and as figures.
+
+Each finding has a function that computes it from the ODEs (MODEL.md sections 5 and 6)
+and returns an :class:`xarray.Dataset`, and a separate ``plot_*`` function that draws
+that dataset on a matplotlib Figure (no pyplot state; see :mod:`linvae.plot`):
+
+1. posterior collapse: :func:`collapse_sweep` (steady state vs beta, thresholds marked;
+   several factors with distinct rho_k give a cascade), :func:`phase_diagram`
+   ((beta, rho) plane) -> :func:`plot_collapse`;
+2. superfluous latents: :func:`superfluous` ((M, M*) = (2, 1) over time for beta below
+   and above eta) and :func:`superfluous_vs_M` (eps_g, convergence time and slowest
+   eigenvalue vs M) -> :func:`plot_superfluous`;
+3. KL annealing: :func:`annealing` (convergence time vs gamma per schedule, constant
+   beta and gamma* for reference) -> :func:`plot_annealing`;
+4. disentanglement: :func:`disentanglement` (m from entangled to diagonal, with
+   :func:`disentanglement_score`) -> :func:`plot_disentanglement`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import linear_sum_assignment
+
+from . import observables, schedules
+from ._validate import check_int, check_real
+from .ode import integrate, overlap_state
+from .params import Params
+from .plot import STYLE, apply_style, figure
+from .stability import (
+    FixedPoint,
+    annealing_threshold,
+    collapse_threshold,
+    convergence_time,
+    fixed_points,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "SCHEDULES",
+    "annealing",
+    "collapse_sweep",
+    "disentanglement",
+    "disentanglement_score",
+    "entangled_state",
+    "generic_state",
+    "latent_rates",
+    "make_schedule",
+    "phase_diagram",
+    "plot_annealing",
+    "plot_collapse",
+    "plot_disentanglement",
+    "plot_superfluous",
+    "superfluous",
+    "superfluous_vs_M",
+]
+
+Array = NDArray[np.float64]
+_OPS = ("m", "d", "Q", "E", "R", "D")
+_DIMS = {"m": ("latent", "factor"), "d": ("latent", "factor"), "Q": ("latent", "latent2"),
+         "E": ("latent", "latent2"), "R": ("latent", "latent2"), "D": ("latent",)}
+
+
+def _check_params(p: Any) -> Params:
+    if not isinstance(p, Params):
+        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    return p
+
+
+def _grid(name: str, values: ArrayLike, *, gt: float | None = None,
+          ge: float | None = None) -> Array:
+    a = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be a non-empty 1-d sequence of finite numbers, "
+                         f"got {values!r}")
+    if gt is not None and not np.all(a > gt):
+        raise ValueError(f"{name} must be > {gt:g} elementwise, got {a.tolist()}")
+    if ge is not None and not np.all(a >= ge):
+        raise ValueError(f"{name} must be >= {ge:g} elementwise, got {a.tolist()}")
+    return a
+
+
+def latent_rates(ds: xr.Dataset) -> xr.DataArray:
+    """Rate per latent, 1/2 (Bb_kk + D_k - log D_k - 1), from a dataset of order
+    parameters (any leading dims); the dataset's ``rate`` is its sum over latents."""
+    rho = np.atleast_1d(np.asarray(ds.attrs["rho"], dtype=np.float64))
+    Bb = observables.moments(ds["m"].values, ds["d"].values, ds["Q"].values, ds["E"].values,
+                             ds["R"].values, rho, float(ds.attrs["eta"])).Bb
+    D = ds["D"].values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = 0.5 * (np.diagonal(Bb, axis1=-2, axis2=-1) + D - np.log(D) - 1.0)
+    return xr.DataArray(r, dims=ds["D"].dims, coords=ds["D"].coords,
+                        attrs={"long_name": "rate of latent k"})
+
+
+# ---------------------------------------------------------------------------------------
+# 1. posterior collapse
+# ---------------------------------------------------------------------------------------
+def _stable_along(ps: Sequence[Params]) -> list[FixedPoint | None]:
+    """Stable fixed point for each parameter set, continued from the previous one."""
+    out: list[FixedPoint | None] = []
+    prev: list[dict[str, Array]] = []
+    for p in ps:
+        fps = fixed_points(p, prev, n_random=0, integrate_starts=False)
+        stable = [f for f in fps if f.stable]
+        out.append(stable[0] if stable else None)
+        prev = [stable[0].state] if stable else []
+    return out
+
+
+def _fixed_point_vars(fps: Sequence[FixedPoint | None], p: Params,
+                      lead: str) -> dict[str, Any]:
+    M, Ms = p.M, p.M_star
+    shapes = {"m": (M, Ms), "d": (M, Ms), "Q": (M, M), "E": (M, M), "R": (M, M), "D": (M,)}
+    data: dict[str, Any] = {}
+    for k in _OPS:
+        data[k] = ((lead, *_DIMS[k]), np.array([f.state[k] if f else np.full(shapes[k], np.nan)
+                                                for f in fps]))
+    nan = math.nan
+    data["eg"] = ((lead,), np.array([f.eg if f else nan for f in fps]))
+    data["rate"] = ((lead,), np.array([f.rate if f else nan for f in fps]))
+    data["distortion"] = ((lead,), np.array([f.distortion if f else nan for f in fps]))
+    data["latent_rate"] = ((lead, "latent"), np.array([f.latent_rates() if f else
+                                                        np.full(M, nan) for f in fps]))
+    data["n_learned"] = ((lead,), np.array([f.kinds.count("learned") if f else -1
+                                            for f in fps]))
+    data["n_noise"] = ((lead,), np.array([f.kinds.count("noise") if f else -1 for f in fps]))
+    data["max_real"] = ((lead,), np.array([f.max_real if f else nan for f in fps]))
+    return data
+
+
+def collapse_sweep(p: Params, betas: ArrayLike | None = None) -> xr.Dataset:
+    """Steady state vs beta: the stable fixed point at each beta, thresholds marked.
+
+    Parameters
+    ----------
+    p : Params
+        Parameters; ``p.beta`` is replaced by each value of ``betas``.
+    betas : array, optional
+        Values of beta, > 0 (at beta = 0 D_k -> 0 and no fixed point with Q > 0 exists).
+        Default: 60 values up to 1.3 (max rho + eta).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``beta``: the order parameters of the stable fixed point (found by root
+        finding, continued along beta), eg, rate, distortion, latent_rate (per latent),
+        n_learned, n_noise, max_real (slowest eigenvalue). Over ``factor``: the numerical
+        ``threshold`` (:func:`linvae.collapse_threshold`) and the ``predicted`` rho_k + eta
+        (for factors with a latent, k < M). NaN where no stable fixed point is found.
+    """
+    p = _check_params(p)
+    if betas is None:
+        betas = np.linspace(0.02, 1.3 * (max(p.rho) + p.eta), 60)
+    b = _grid("betas", betas, gt=0.0)
+    fps = _stable_along([p.replace(beta=float(x)) for x in b])
+    data = _fixed_point_vars(fps, p, "beta")
+    nk = min(p.M, p.M_star)
+    thr = [float(collapse_threshold(p, k)) if k < nk else math.nan for k in range(p.M_star)]
+    data["threshold"] = (("factor",), np.array(thr))
+    data["predicted"] = (("factor",), np.array(p.rho) + p.eta)
+    ds = xr.Dataset(data, coords={"beta": b, "latent": np.arange(p.M),
+                                  "latent2": np.arange(p.M), "factor": np.arange(p.M_star)},
+                    attrs={**p.to_attrs(), "finding": "collapse"})
+    ds["threshold"].attrs["long_name"] = "numerical collapse threshold in beta"
+    ds["predicted"].attrs["long_name"] = "rho_k + eta (MODEL.md, lam = 0)"
+    return ds
+
+
+def phase_diagram(p: Params, betas: ArrayLike | None = None,
+                  rhos: ArrayLike | None = None) -> xr.Dataset:
+    """The (beta, rho) plane for one latent and one factor (M = M* = 1 is imposed).
+
+    Returns rate, eg, learned (1 if the stable fixed point has the latent learned, 0 if
+    collapsed or noise-fitting, -1 if none is stable) over (rho, beta), and the
+    numerical collapse ``threshold`` and ``predicted`` rho + eta over rho.
+    """
+    p = _check_params(p).replace(M=1, M_star=1, rho=1.0)
+    if betas is None:
+        betas = np.linspace(0.05, 4.0, 40)
+    if rhos is None:
+        rhos = np.linspace(0.0, 3.0, 31)
+    b = _grid("betas", betas, gt=0.0)
+    r = _grid("rhos", rhos, ge=0.0)
+    rate = np.full((r.size, b.size), np.nan)
+    eg = np.full_like(rate, np.nan)
+    learned = np.full(rate.shape, -1, dtype=np.int64)
+    thr = np.full(r.size, np.nan)
+    for i, rho in enumerate(r):
+        pr = p.replace(rho=float(rho))
+        fps = _stable_along([pr.replace(beta=float(x)) for x in b])
+        for j, f in enumerate(fps):
+            if f is not None:
+                rate[i, j], eg[i, j] = f.rate, f.eg
+                learned[i, j] = int(f.kinds[0] == "learned")
+        thr[i] = float(collapse_threshold(pr, 0))
+    ds = xr.Dataset({"rate": (("rho", "beta"), rate), "eg": (("rho", "beta"), eg),
+                     "learned": (("rho", "beta"), learned),
+                     "threshold": (("rho",), thr), "predicted": (("rho",), r + p.eta)},
+                    coords={"rho": r, "beta": b},
+                    attrs={**{k: v for k, v in p.to_attrs().items() if k != "rho"},
+                           "finding": "phase_diagram"})
+    return ds
+
+
+def _vline(ax: Axes, x: float, label: str | None, color: Any = "k") -> None:
+    if np.isfinite(x):
+        ax.axvline(x, color=color, ls=":", lw=STYLE["linewidth"] * 0.8, label=label)
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps[STYLE["cmap"]]
+    return [cmap(x) for x in np.linspace(0.15, 0.85, max(n, 1))]
+
+
+def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
+                  fig: Figure | None = None) -> Figure:
+    """eps_g and rate vs beta, overlaps vs beta, and (if given) the phase diagram.
+
+    Thresholds found numerically are dotted vertical lines; the phase diagram shows the
+    rate with the numerical threshold (white) over the predicted rho + eta (dashed).
+    """
+    ncols = 3 if phase is not None else 2
+    if fig is None:
+        fig = figure(ncols=ncols)
+    axes = fig.axes if len(fig.axes) >= ncols else [apply_style(fig.add_subplot(1, ncols,
+                                                                               k + 1))
+                                                    for k in range(ncols)]
+    lw = STYLE["linewidth"]
+    fs = STYLE["fontsize"]
+    b = sweep["beta"].values
+    ax = axes[0]
+    ax.plot(b, sweep["eg"].values, color="k", lw=lw, label="eps_g")
+    cols = _colors(sweep.sizes["latent"])
+    for k in range(sweep.sizes["latent"]):
+        ax.plot(b, sweep["latent_rate"].values[:, k], color=cols[k], lw=lw, ls="--",
+                label=f"rate of latent {k}")
+    for k, thr in enumerate(sweep["threshold"].values):
+        _vline(ax, float(thr), "threshold (numerical)" if k == 0 else None)
+    ax.set_xlabel("beta")
+    ax.set_ylabel("steady state")
+    ax.set_title("posterior collapse", fontsize=fs + 1)
+    ax.legend(fontsize=fs - 1, frameon=False)
+    ax = axes[1]
+    M, Ms = sweep.sizes["latent"], sweep.sizes["factor"]
+    for k in range(min(M, Ms)):
+        ax.plot(b, np.abs(sweep["m"].values[:, k, k]), color=cols[k], lw=lw,
+                label=f"|m[{k},{k}]|")
+        ax.plot(b, sweep["Q"].values[:, k, k], color=cols[k], lw=lw * 0.8, ls="--",
+                label=f"Q[{k},{k}]")
+    for k in range(min(M, Ms), M):
+        ax.plot(b, sweep["Q"].values[:, k, k], color=cols[k], lw=lw * 0.8, ls="-.",
+                label=f"Q[{k},{k}] (superfluous)")
+    for thr in sweep["threshold"].values:
+        _vline(ax, float(thr), None)
+    ax.set_xlabel("beta")
+    ax.set_ylabel("overlap")
+    ax.legend(fontsize=fs - 1, frameon=False)
+    if phase is not None:
+        ax = axes[2]
+        pm = ax.pcolormesh(phase["beta"].values, phase["rho"].values, phase["rate"].values,
+                           shading="nearest", cmap=STYLE["cmap"])
+        fig.colorbar(pm, ax=ax, label="rate at the stable fixed point")
+        ax.plot(phase["threshold"].values, phase["rho"].values, color="w", lw=lw,
+                label="threshold (numerical)")
+        ax.plot(phase["predicted"].values, phase["rho"].values, color="k", lw=lw * 0.8,
+                ls="--", label="rho + eta")
+        ax.set_xlim(float(phase["beta"].min()), float(phase["beta"].max()))
+        ax.set_xlabel("beta")
+        ax.set_ylabel("rho")
+        ax.set_title("phase diagram (M = M* = 1)", fontsize=fs + 1)
+        ax.legend(fontsize=fs - 1, frameon=False, loc="upper left")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# 2. superfluous latents
+# ---------------------------------------------------------------------------------------
+def generic_state(p: Params, overlap: float = 0.01) -> dict[str, Array]:
+    """A physical start in which every latent overlaps every factor a little.
+
+    m = d = overlap * A with A_ij = 2^-|i-j| (so no two latents are interchangeable),
+    W = W* m^T + (own unit directions), V likewise with other own directions: Q = E =
+    m m^T + diag(1 - |m_i|^2), R = m m^T, D = 1. Unlike :func:`linvae.ode.overlap_state`,
+    a superfluous latent starts with m != 0, as after a random start at finite N, so the
+    slow mode in which it un-learns the factor is excited. For M = M* = 1 it equals
+    overlap_state(p, overlap).
+    """
+    p = _check_params(p)
+    c = check_real("overlap", overlap, ge=-1.0, le=1.0)
+    M, Ms = p.M, p.M_star
+    i, j = np.indices((M, Ms))
+    C = c * 2.0 ** -np.abs(i - j).astype(np.float64)
+    norm2 = (C * C).sum(axis=1)
+    if np.any(norm2 > 1.0):
+        raise ValueError(f"overlap={c:g} is too large for M={M}, M_star={Ms}: a latent's "
+                         f"squared overlaps sum to {norm2.max():.3g} > 1")
+    G = C @ C.T
+    return {"m": C, "d": C.copy(), "Q": G + np.diag(1.0 - norm2),
+            "E": G + np.diag(1.0 - norm2), "R": G.copy(), "D": np.ones(M)}
+
+
+def superfluous(p: Params | None = None, betas: ArrayLike | None = None,
+                t_max: float = 1000.0, record_every: float = 2.0,
+                overlap: float = 0.1) -> xr.Dataset:
+    """ODE trajectories with superfluous latents, for beta below and above eta.
+
+    Parameters
+    ----------
+    p : Params, optional
+        Default (M, M*) = (2, 1), rho = eta = 1, tau = 0.2 (MODEL.md section 6). M must
+        exceed M*.
+    betas : array, optional
+        Default (0.5 eta, 1.5 eta).
+    t_max, record_every : float
+        Length and spacing of the ODE trajectories.
+    overlap : float
+        Start: :func:`generic_state` (every latent, the superfluous ones included,
+        overlaps the factors a little).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over (beta, t): Q, E, R, D of every latent's diagonal (Qkk, Ekk, Rkk, Dk over
+        ``latent``), latent_rate, eg, rate; over beta the stable fixed point's Qkk, Rkk,
+        Dk, eg (``fp_*``) and its slowest eigenvalue ``max_real``.
+    """
+    p = Params(M=2, M_star=1, rho=1.0, eta=1.0, beta=0.9, tau=0.2) if p is None \
+        else _check_params(p)
+    if p.M <= p.M_star:
+        raise ValueError(f"superfluous latents need M > M_star, got M={p.M}, "
+                         f"M_star={p.M_star}")
+    b = _grid("betas", (0.5 * p.eta, 1.5 * p.eta) if betas is None else betas, gt=0.0)
+    t_max = check_real("t_max", t_max, gt=0.0)
+    record_every = check_real("record_every", record_every, gt=0.0, le=t_max)
+    runs, fps = [], []
+    for x in b:
+        pb = p.replace(beta=float(x))
+        ds = integrate(pb, t_max=t_max, init=generic_state(pb, overlap),
+                       record_every=record_every, rtol=1e-9, atol=1e-11)
+        runs.append(ds)
+        st = [f for f in fixed_points(pb, [{k: ds[k].isel(t=-1).values for k in _OPS}],
+                                      n_random=0, integrate_starts=False) if f.stable]
+        fps.append(st[0] if st else None)
+    t = runs[0]["t"].values
+    diag = {k: np.array([np.diagonal(ds[k].values, axis1=-2, axis2=-1) for ds in runs])
+            for k in ("Q", "E", "R")}
+    nan = np.full(p.M, np.nan)
+    out = xr.Dataset(
+        {"Qkk": (("beta", "t", "latent"), diag["Q"]),
+         "Ekk": (("beta", "t", "latent"), diag["E"]),
+         "Rkk": (("beta", "t", "latent"), diag["R"]),
+         "Dk": (("beta", "t", "latent"), np.array([ds["D"].values for ds in runs])),
+         "mk": (("beta", "t", "latent"), np.array([np.abs(ds["m"].values).max(axis=-1)
+                                                   for ds in runs])),
+         "latent_rate": (("beta", "t", "latent"),
+                         np.array([latent_rates(ds).values for ds in runs])),
+         "eg": (("beta", "t"), np.array([ds["eg"].values for ds in runs])),
+         "rate": (("beta", "t"), np.array([ds["rate"].values for ds in runs])),
+         "fp_Qkk": (("beta", "latent"), np.array([np.diag(f.state["Q"]) if f else nan
+                                                  for f in fps])),
+         "fp_Rkk": (("beta", "latent"), np.array([np.diag(f.state["R"]) if f else nan
+                                                  for f in fps])),
+         "fp_Dk": (("beta", "latent"), np.array([f.state["D"] if f else nan for f in fps])),
+         "fp_eg": (("beta",), np.array([f.eg if f else np.nan for f in fps])),
+         "max_real": (("beta",), np.array([f.max_real if f else np.nan for f in fps]))},
+        coords={"beta": b, "t": t, "latent": np.arange(p.M)},
+        attrs={**{k: v for k, v in p.to_attrs().items() if k not in ("beta",
+                                                                     "beta_schedule")},
+               "finding": "superfluous", "overlap": overlap})
+    return out
+
+
+def superfluous_vs_M(p: Params | None = None, Ms: Sequence[int] = (1, 2, 3),
+                     betas: ArrayLike | None = None, delta: float = 1e-3,
+                     overlap: float = 0.01) -> xr.Dataset:
+    """eps_g at the stable fixed point, convergence time and slowest eigenvalue vs M.
+
+    ``p`` gives M*, rho, eta, tau (default M* = 1, rho = eta = 1, tau = 0.2); each M in
+    ``Ms`` (>= 1) and beta in ``betas`` (default 0.5 eta and 1.5 eta) is evaluated. The
+    convergence time (:func:`linvae.convergence_time`) starts from
+    :func:`generic_state` with the given ``overlap``: the superfluous latents start with
+    small overlaps with the factors, as after a random start at finite N. (From
+    :func:`linvae.ode.overlap_state` they would start with m = 0 exactly, which the ODE
+    preserves, and the slowest mode, in which a noise-fitting latent un-learns the
+    factor, would never be excited.)
+    """
+    p = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.2) if p is None \
+        else _check_params(p)
+    Ms = [check_int("Ms[i]", M, ge=1) for M in Ms]
+    if not Ms:
+        raise ValueError("Ms must not be empty")
+    b = _grid("betas", (0.5 * p.eta, 1.5 * p.eta) if betas is None else betas, gt=0.0)
+    delta = check_real("delta", delta, gt=0.0)
+    shape = (b.size, len(Ms))
+    eg, tc, jm, nn = (np.full(shape, np.nan) for _ in range(4))
+    for i, x in enumerate(b):
+        for j, M in enumerate(Ms):
+            pm = p.replace(M=M, beta=float(x))
+            det = convergence_time(pm, delta, init=generic_state(pm, overlap),
+                                   return_details=True)
+            fp = det["fixed_point"]
+            eg[i, j], tc[i, j], jm[i, j] = fp.eg, det["t"], fp.max_real
+            nn[i, j] = fp.kinds.count("noise")
+    return xr.Dataset({"eg": (("beta", "M"), eg), "t_conv": (("beta", "M"), tc),
+                       "max_real": (("beta", "M"), jm), "n_noise": (("beta", "M"), nn)},
+                      coords={"beta": b, "M": np.asarray(Ms)},
+                      attrs={"M_star": p.M_star, "rho": np.array(p.rho), "eta": p.eta,
+                             "lam": p.lam, "tau": p.tau, "delta": delta,
+                             "overlap": overlap, "finding": "superfluous_vs_M"})
+
+
+def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
+                     fig: Figure | None = None) -> Figure:
+    """The extra latent's Q_kk, R_kk and rate over time (beta below/above eta), and if
+    given, eps_g, convergence time and slowest eigenvalue vs M."""
+    ncols = 2 if vs_M is None else 4
+    if fig is None:
+        fig = figure(ncols=ncols)
+    axes = fig.axes
+    lw, fs = STYLE["linewidth"], STYLE["fontsize"]
+    Ms = int(np.atleast_1d(traj.attrs["rho"]).size)
+    extra = list(range(Ms, traj.sizes["latent"]))
+    cols = _colors(traj.sizes["beta"])
+    t = traj["t"].values
+    for c, beta in zip(cols, traj["beta"].values, strict=True):
+        sel = traj.sel(beta=beta)
+        for k in extra:
+            lab = f"beta={beta:g}" if k == extra[0] else None
+            axes[0].plot(t, sel["Qkk"].values[:, k], color=c, lw=lw, label=lab)
+            axes[0].plot(t, sel["Rkk"].values[:, k], color=c, lw=lw * 0.8, ls="--")
+            axes[0].plot(t, sel["mk"].values[:, k], color=c, lw=lw * 0.8, ls=":")
+            axes[1].plot(t, sel["latent_rate"].values[:, k], color=c, lw=lw, label=lab)
+    from matplotlib.lines import Line2D
+
+    handles, _ = axes[0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.4", lw=lw, ls=ls, label=lab) for ls, lab in
+                (("-", "Q_kk"), ("--", "R_kk"), (":", "|m_k.|"))]
+    axes[0].set_xlabel("t")
+    axes[0].set_ylabel("extra latent's overlaps")
+    axes[0].set_title(f"superfluous latent (eta={float(traj.attrs['eta']):g})",
+                      fontsize=fs + 1)
+    axes[0].legend(handles=handles, fontsize=fs - 1, frameon=False, loc="center right")
+    axes[1].set_xlabel("t")
+    axes[1].set_ylabel("rate of the extra latent")
+    axes[1].legend(fontsize=fs - 1, frameon=False)
+    if vs_M is not None:
+        cols = _colors(vs_M.sizes["beta"])
+        M = vs_M["M"].values
+        for c, beta in zip(cols, vs_M["beta"].values, strict=True):
+            sel = vs_M.sel(beta=beta)
+            axes[2].plot(M, sel["eg"].values, "o-", color=c, lw=lw, label=f"beta={beta:g}")
+            axes[3].plot(M, sel["t_conv"].values, "o-", color=c, lw=lw,
+                         label=f"t_conv, beta={beta:g}")
+            axes[3].plot(M, -1.0 / sel["max_real"].values, "s--", color=c, lw=lw * 0.7,
+                         label=f"-1/J_max, beta={beta:g}")
+        axes[2].set_xlabel("M (latents)")
+        axes[2].set_ylabel("eps_g at the stable fixed point")
+        axes[2].legend(fontsize=fs - 1, frameon=False)
+        axes[3].set_xlabel("M (latents)")
+        axes[3].set_ylabel("time")
+        axes[3].set_yscale("log")
+        axes[3].legend(fontsize=fs - 1, frameon=False)
+        for ax in axes[2:4]:
+            ax.set_xticks(M)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# 3. KL annealing
+# ---------------------------------------------------------------------------------------
+#: Schedules compared by :func:`annealing`, each parametrised by a rate gamma.
+SCHEDULES = ("tanh", "linear", "sigmoid", "cyclical")
+
+
+def make_schedule(kind: str, beta_inf: float, gamma: float) -> schedules.Schedule:
+    """A schedule of rate ``gamma`` reaching ``beta_inf``, comparable across kinds.
+
+    ``tanh``: beta_inf tanh(gamma t) (the paper's); ``linear``: warm-up over
+    t_warmup = 2 / gamma (tanh is at 96 % at gamma t = 2); ``sigmoid``: logistic of rate
+    4 gamma centred at t_mid = 1 / gamma; ``cyclical``: 4 linear ramps of period
+    2 / gamma (ratio 0.5), then constant.
+    """
+    gamma = check_real("gamma", gamma, gt=0.0)
+    if kind == "tanh":
+        return schedules.Tanh(beta_inf, gamma)
+    if kind == "linear":
+        return schedules.Linear(beta_inf, t_warmup=2.0 / gamma)
+    if kind == "sigmoid":
+        return schedules.Sigmoid(beta_inf, gamma=4.0 * gamma, t_mid=1.0 / gamma)
+    if kind == "cyclical":
+        return schedules.Cyclical(beta_inf, period=2.0 / gamma, ratio=0.5, n_cycles=4)
+    raise ValueError(f"kind must be one of {SCHEDULES}, got {kind!r}")
+
+
+def annealing(p: Params | None = None, gammas: ArrayLike | None = None,
+              kinds: Sequence[str] = SCHEDULES, delta: float = 1e-3,
+              overlap: float = 0.01) -> xr.Dataset:
+    """Convergence time vs annealing rate gamma, per schedule, against constant beta.
+
+    Parameters
+    ----------
+    p : Params, optional
+        Default rho = eta = 1, beta = 0.5, tau = 0.5 (MODEL.md section 6). Its beta (or
+        its schedule's limit) is beta_inf.
+    gammas : array, optional
+        Rates gamma > 0; default 16 values from 0.01 to 1, log-spaced.
+    kinds : sequence of str
+        Schedules, among :data:`SCHEDULES` (see :func:`make_schedule`).
+    delta : float
+        Tolerance of :func:`linvae.convergence_time`.
+    overlap : float
+        Start :func:`linvae.ode.overlap_state` with this overlap; the default 0.01 (an
+        O(N^-1/2) start, like the authors' random start at N = 10^4) reproduces MODEL.md's
+        61 / 75 / 174 / 60.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``t_conv`` over (schedule, gamma); ``t_constant`` (constant beta_inf), and
+        ``gamma_star`` = -J_max / 2 (:func:`linvae.annealing_threshold`).
+    """
+    p = Params(rho=1.0, eta=1.0, beta=0.5, tau=0.5) if p is None else _check_params(p)
+    g = _grid("gammas", np.geomspace(0.01, 1.0, 16) if gammas is None else gammas, gt=0.0)
+    kinds = list(kinds)
+    for k in kinds:
+        if k not in SCHEDULES:
+            raise ValueError(f"kinds must be among {SCHEDULES}, got {k!r}")
+    delta = check_real("delta", delta, gt=0.0)
+    beta_inf = p.beta_inf
+    p0 = p.replace(beta=beta_inf)
+    init = overlap_state(p0, overlap)
+    t_const = convergence_time(p0, delta, init=init)
+    tc = np.array([[convergence_time(p.replace(beta=make_schedule(k, beta_inf, float(x))),
+                                     delta, init=init) for x in g] for k in kinds])
+    gstar = annealing_threshold(p0)
+    return xr.Dataset({"t_conv": (("schedule", "gamma"), tc), "t_constant": ((), t_const),
+                       "gamma_star": ((), gstar)},
+                      coords={"schedule": kinds, "gamma": g},
+                      attrs={**{k: v for k, v in p0.to_attrs().items()
+                                if k != "beta_schedule"},
+                             "beta_inf": beta_inf, "delta": delta, "overlap": overlap,
+                             "finding": "annealing"})
+
+
+def plot_annealing(ann: xr.Dataset, fig: Figure | None = None) -> Figure:
+    """Convergence time vs gamma per schedule; constant beta (dashed) and gamma* (dotted)."""
+    if fig is None:
+        fig = figure()
+    ax = fig.axes[0]
+    lw, fs = STYLE["linewidth"], STYLE["fontsize"]
+    g = ann["gamma"].values
+    for c, k in zip(_colors(ann.sizes["schedule"]), ann["schedule"].values, strict=True):
+        ax.plot(g, ann["t_conv"].sel(schedule=k).values, "o-", ms=3, color=c, lw=lw,
+                label=str(k))
+    ax.axhline(float(ann["t_constant"]), color="k", ls="--", lw=lw * 0.8,
+               label="constant beta")
+    _vline(ax, float(ann["gamma_star"]), f"gamma* = {float(ann['gamma_star']):.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("annealing rate gamma")
+    ax.set_ylabel(f"convergence time (delta={float(ann.attrs['delta']):g})")
+    ax.set_title(f"KL annealing (beta_inf={float(ann.attrs['beta_inf']):g})",
+                 fontsize=fs + 1)
+    ax.legend(fontsize=fs - 1, frameon=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# 4. disentanglement
+# ---------------------------------------------------------------------------------------
+def disentanglement_score(m: ArrayLike) -> Array:
+    """1 - off-diagonal mass / total mass of m, after the best permutation and signs.
+
+    The mass is m_ij^2 (sign-free); the permutation (a latent per factor) maximises the
+    diagonal mass (Hungarian algorithm). 1 means every factor is carried by its own
+    latent; 1/M* means mass spread evenly. Vectorised over leading axes.
+    """
+    a = np.asarray(m, dtype=np.float64)
+    if a.ndim < 2:
+        raise ValueError(f"m must have at least 2 dims (..., M, M_star), got {a.shape}")
+    mass = a * a
+    flat = mass.reshape(-1, *mass.shape[-2:])
+    out = np.empty(flat.shape[0])
+    for n, w in enumerate(flat):
+        total = w.sum()
+        if not np.isfinite(total):
+            out[n] = np.nan
+            continue
+        rows, cols = linear_sum_assignment(-w)
+        out[n] = w[rows, cols].sum() / total if total > 0 else np.nan
+    return out.reshape(mass.shape[:-2])
+
+
+def entangled_state(p: Params, overlap: float = 0.5, angle: float = 0.6) -> dict[str, Array]:
+    """A physical start in which latents 0 and 1 mix factors 0 and 1 by ``angle``.
+
+    Avoid angle = pi/4 (mod pi/2): that start is invariant under a symmetry of the ODEs
+    (swapping the two latents combined with a sign flip of one factor), which the ODE
+    preserves, so m stays at score 1/2 forever (a saddle); SGD noise would break it.
+
+    W and V columns are overlap * (rotated teacher) + sqrt(1 - overlap^2) * (own unit
+    directions, distinct for W and V): m = d = overlap * O (O a rotation by ``angle`` in
+    the first two factors), Q = E = I, R = overlap^2 O O^T = overlap^2 I on those
+    latents. Needs M >= 2 and M* >= 2.
+    """
+    p = _check_params(p)
+    if min(p.M, p.M_star) < 2:
+        raise ValueError(f"an entangled start needs M >= 2 and M_star >= 2, got "
+                         f"M={p.M}, M_star={p.M_star}")
+    c = check_real("overlap", overlap, ge=-1.0, le=1.0)
+    angle = check_real("angle", angle)
+    s = overlap_state(p, c)
+    O = np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]])
+    s["m"][:2, :2] = c * O
+    s["d"][:2, :2] = c * O
+    s["R"][:2, :2] = c * c * (O @ O.T)
+    return s
+
+
+def disentanglement(p: Params | None = None, t_max: float = 600.0,
+                    record_every: float = 2.0, overlap: float = 0.5,
+                    angle: float = 0.6) -> xr.Dataset:
+    """ODE from an entangled start (:func:`entangled_state`): m becomes diagonal.
+
+    Default p: M = M* = 2, rho = (3, 1), eta = 1, beta = 1, tau = 0.5 (distinct rho_k are
+    needed: with equal rho_k any rotation is a fixed point too). Returns the ODE dataset
+    with ``score`` (:func:`disentanglement_score`) over t, and attrs ``max_real`` (the
+    slowest eigenvalue at the stable fixed point, which sets the time scale).
+    """
+    p = Params(M=2, M_star=2, rho=[3.0, 1.0], eta=1.0, beta=1.0, tau=0.5) if p is None \
+        else _check_params(p)
+    ds = integrate(p, t_max=t_max, init=entangled_state(p, overlap, angle),
+                   record_every=record_every, rtol=1e-9, atol=1e-11)
+    ds["score"] = (("t",), disentanglement_score(ds["m"].values))
+    ds["score"].attrs["long_name"] = "disentanglement score"
+    st = [f for f in fixed_points(p, [{k: ds[k].isel(t=-1).values for k in _OPS}],
+                                  n_random=0, integrate_starts=False) if f.stable]
+    ds.attrs.update(finding="disentanglement", overlap=overlap, angle=angle,
+                    max_real=st[0].max_real if st else math.nan)
+    return ds
+
+
+def plot_disentanglement(ds: xr.Dataset, fig: Figure | None = None) -> Figure:
+    """Entries of m over time (left) and the disentanglement score (right)."""
+    if fig is None:
+        fig = figure(ncols=2)
+    ax0, ax1 = fig.axes[:2]
+    lw, fs = STYLE["linewidth"], STYLE["fontsize"]
+    t = ds["t"].values
+    M, Ms = ds.sizes["latent"], ds.sizes["factor"]
+    cols = _colors(M * Ms)
+    for n, (i, j) in enumerate(np.ndindex(M, Ms)):
+        ax0.plot(t, ds["m"].values[:, i, j], color=cols[n], lw=lw,
+                 ls="-" if i == j else "--", label=f"m[{i},{j}]")
+    ax0.set_xlabel("t")
+    ax0.set_ylabel("m")
+    rho = np.atleast_1d(ds.attrs["rho"])
+    ax0.set_title(f"disentanglement (rho={', '.join(f'{r:g}' for r in rho)})",
+                  fontsize=fs + 1)
+    ax0.legend(fontsize=fs - 1, frameon=False)
+    ax1.plot(t, ds["score"].values, color="k", lw=lw)
+    ax1.set_ylim(0.0, 1.05)
+    ax1.set_xlabel("t")
+    ax1.set_ylabel("disentanglement score")
+    return fig
