@@ -7,19 +7,20 @@ derived eg, rate, distortion, loss; attributes with every parameter.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from . import observables
 from ._validate import check_array
 from .observables import ORDER_PARAMETERS
 from .params import Params
 
-__all__ = ["DIMS", "make_dataset", "parse_state", "state_of"]
+__all__ = ["DIMS", "make_dataset", "parse_state", "state_of", "time_grid"]
 
 Array = NDArray[np.float64]
 
@@ -119,3 +120,23 @@ def parse_state(init: xr.Dataset | Mapping[str, Any], params: Params, *,
             f"semidefinite, but its smallest eigenvalue is {lam_min:.3g} (e.g. Q must be "
             f">= m m^T, E >= d d^T, and R limited by Q and E)")
     return state
+
+
+def time_grid(t_max: float, record_every: float, times: ArrayLike | None = None, *,
+              name: str = "times") -> Array:
+    """The recorded times: 0, record_every, 2 record_every, ..., and t_max itself, or the
+    explicit ``times`` (strictly increasing within [0, t_max]). Simulation and ODE both
+    record on this grid."""
+    if times is not None:
+        grid = np.asarray(times, dtype=np.float64)
+        if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
+            raise ValueError(f"{name} must be a non-empty 1-d array of finite times")
+        if np.any(np.diff(grid) <= 0) or grid[0] < 0 or grid[-1] > t_max * (1 + 1e-12):
+            raise ValueError(f"{name} must be strictly increasing within [0, t_max={t_max:g}]")
+        return np.minimum(grid, t_max)
+    # a small slack so that t_max = k * record_every is recorded despite rounding
+    n = math.floor(t_max / record_every * (1 + 1e-12) + 1e-9)
+    grid = record_every * np.arange(n + 1, dtype=np.float64)
+    if t_max - grid[-1] > 1e-9 * t_max:  # always record the end point
+        grid = np.append(grid, t_max)
+    return np.minimum(grid, t_max)

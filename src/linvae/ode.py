@@ -35,7 +35,7 @@ from scipy.integrate import solve_ivp
 
 from . import observables
 from ._validate import check_real
-from .dataset import make_dataset, parse_state
+from .dataset import make_dataset, parse_state, time_grid
 from .observables import ORDER_PARAMETERS
 from .params import Params
 
@@ -381,22 +381,6 @@ def _check_init(init: Any, params: Params) -> State:
     return parse_state(init, params, name="init")
 
 
-def _time_grid(t_max: float, record_every: float, t_eval: ArrayLike | None) -> Array:
-    if t_eval is not None:
-        grid = np.asarray(t_eval, dtype=np.float64)
-        if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
-            raise ValueError("t_eval must be a non-empty 1-d array of finite times")
-        if np.any(np.diff(grid) <= 0) or grid[0] < 0 or grid[-1] > t_max * (1 + 1e-12):
-            raise ValueError(f"t_eval must be strictly increasing within [0, t_max={t_max:g}]")
-        return np.minimum(grid, t_max)
-    # a small slack so that t_max = k * record_every is recorded despite rounding
-    n = math.floor(t_max / record_every * (1 + 1e-12) + 1e-9)
-    grid = record_every * np.arange(n + 1, dtype=np.float64)
-    if t_max - grid[-1] > 1e-9 * t_max:  # always record the end point
-        grid = np.append(grid, t_max)
-    return np.minimum(grid, t_max)
-
-
 def integrate(p: Params, t_max: float = 20.0, init: Mapping[str, ArrayLike] | xr.Dataset |
               None = None, record_every: float = 0.1, method: str = "LSODA",
               rtol: float = 1e-8, atol: float = 1e-10, *, t_eval: ArrayLike | None = None,
@@ -455,7 +439,7 @@ def integrate(p: Params, t_max: float = 20.0, init: Mapping[str, ArrayLike] | xr
     if on_unphysical not in ("raise", "truncate"):
         raise ValueError(f"on_unphysical must be 'raise' or 'truncate', got {on_unphysical!r}")
     state0 = _check_init(init, p)
-    grid = _time_grid(t_max, record_every, t_eval)
+    grid = time_grid(t_max, record_every, t_eval, name="t_eval")
 
     lay = layout(p)
     c = _Consts.of(p)

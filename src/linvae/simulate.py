@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core, io
 from ._validate import check_int, check_real
-from .dataset import make_dataset, parse_state
+from .dataset import make_dataset, parse_state, time_grid
 from .observables import ORDER_PARAMETERS, gram_matrix, gram_sqrt
 from .params import Params
 
@@ -42,25 +42,12 @@ class SimulationInterrupted(KeyboardInterrupt):
         self.partial = partial
 
 
-def record_steps(N: int, t_max: float, record_every: float | None = None,
+def record_steps(N: int, t_max: float, record_every: float,
                  times: ArrayLike | None = None) -> NDArray[np.int64]:
-    """Step counts s = round(t N) of the recorded states, increasing and unique.
-
-    The grid is ``0, record_every, 2 record_every, ... <= t_max`` (t_max itself is added
-    when it is not on the grid), or the explicit ``times``.
-    """
-    total = round(t_max * N)
-    if times is not None:
-        t = np.asarray(times, dtype=np.float64).ravel()
-        if t.size == 0 or not np.all(np.isfinite(t)) or t.min() < 0 or t.max() > t_max:
-            raise ValueError(f"times must be finite values in [0, t_max={t_max:g}], got {t!r}")
-    else:
-        assert record_every is not None
-        t = np.arange(0.0, t_max + 0.5 * record_every, record_every)
-        t = np.append(t[t <= t_max * (1 + 1e-12)], t_max)
-    steps = np.unique(np.clip(np.round(t * N), 0, total).astype(np.int64))
-    return steps
-
+    """Step counts s = round(t N) of the recorded states (increasing, unique) for the
+    grid of :func:`linvae.dataset.time_grid`."""
+    t = time_grid(t_max, record_every, times)
+    return np.unique(np.round(t * N).astype(np.int64))
 
 def _available_memory() -> float:
     try:
