@@ -43,6 +43,19 @@ def test_engine_step(benchmark: Any, N: int, M: int) -> None:
     _info(benchmark, "engine", N, M, n * N)
 
 
+@pytest.mark.parametrize("N", NS)
+def test_engine_step_rademacher(benchmark: Any, N: int) -> None:
+    # the optional cheaper noise: same first two moments, same ODE limit
+    e = _core.Engine64(N=N, M=1, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5,
+                       blowup=1e8, seed=0, replicas=1, rademacher=True)
+    e.init_random(1)
+    n = max(1, WORK // N)
+    out = [np.zeros((1, 1, 1, 1))] * 5 + [np.zeros((1, 1, 1))]
+    benchmark(e.run, np.full(n, 0.5), np.array([], dtype=np.int64), *out, rec_start=0,
+              threads=1)
+    _info(benchmark, "engine_rademacher", N, 1, n * N)
+
+
 @pytest.mark.parametrize("M", MS)
 @pytest.mark.parametrize("N", NS)
 def test_numpy_reference_step(benchmark: Any, N: int, M: int) -> None:

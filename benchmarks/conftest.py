@@ -48,5 +48,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         def ratio(a: float | None, b: float | None, width: int) -> str:
             return format(a / b, f"{width}.2f") if a and b else " " * width
 
+        rad = ns.get(("engine_rademacher", N, M, 1))
         w(f"{N:>9} {M:>2} {f(eng)} {f(ref)} {f(fill, '7.2f')} {f(npn, '9.2f')} "
-          f"{ratio(ref, eng, 12)} {ratio(eng, fill, 9)} {ratio(npn, fill, 14)}")
+          f"{ratio(ref, eng, 12)} {ratio(eng, fill, 9)} {ratio(npn, fill, 14)}"
+          f"{'  rademacher ' + format(rad, '.2f') + ' (' + format(eng / rad, '.2f') + 'x)' if rad and eng else ''}")

@@ -34,7 +34,8 @@ void register_engine_type(py::module_& m, const char* name) {
     using E = Engine<Real>;
     py::class_<E>(m, name)
         .def(py::init([](std::int64_t N, int M, int M_star, std::vector<double> rho, double eta,
-                         double lam, double tau, double blowup, std::uint64_t seed, int replicas) {
+                         double lam, double tau, double blowup, std::uint64_t seed, int replicas,
+                         bool rademacher) {
                  ModelConfig c;
                  c.N = N;
                  c.M = M;
@@ -44,10 +45,12 @@ void register_engine_type(py::module_& m, const char* name) {
                  c.lam = lam;
                  c.tau = tau;
                  c.blowup = blowup;
+                 c.rademacher = rademacher;
                  return std::make_unique<E>(std::move(c), seed, replicas);
              }),
              py::arg("N"), py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"),
-             py::arg("lam"), py::arg("tau"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"))
+             py::arg("lam"), py::arg("tau"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"),
+             py::arg("rademacher") = false)
         .def("init_random", &E::init_random, py::arg("threads"),
              py::call_guard<py::gil_scoped_release>())
         .def("init_prescribed", &E::init_prescribed, py::arg("S"), py::arg("D"), py::arg("threads"),

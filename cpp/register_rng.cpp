@@ -33,6 +33,14 @@ void register_rng(py::module_& m) {
                  return out;
              },
              py::arg("n"), "A new array of n standard normals.")
+        .def("signs",
+             [](NormalStream& s, std::int64_t n) {
+                 if (n < 0) throw py::value_error("n must be >= 0");
+                 py::array_t<double> out(n);
+                 s.fill_signs(out.mutable_data(), static_cast<std::size_t>(n));
+                 return out;
+             },
+             py::arg("n"), "A new array of n Rademacher signs (+-1).")
         .def("uniform_bits",
              [](NormalStream& s, std::int64_t n) {
                  if (n < 0) throw py::value_error("n must be >= 0");

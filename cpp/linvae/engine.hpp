@@ -40,6 +40,7 @@ struct ModelConfig {
     double lam = 0.0;
     double tau = 0.5;
     double blowup = 1e8;  // a diagonal of Q or E beyond this is a runaway
+    bool rademacher = false;  // background noise n_i = +-1 instead of N(0, 1)
 };
 
 // Where the order parameters of the recorded states go: row-major arrays of shape
@@ -415,7 +416,11 @@ private:
             const bool rec_now = next < n_rec && rec[next] == j;
             pass_blocks(rep, true, rec_now, cs.data(), sqrt_eta,
                         [&](std::int64_t i0, std::int64_t n, double* buf) {
-                            rep.noise[static_cast<std::size_t>(i0 / kBlock)].fill(buf, static_cast<std::size_t>(n));
+                            auto& stream = rep.noise[static_cast<std::size_t>(i0 / kBlock)];
+                            if (cfg_.rademacher)
+                                stream.fill_signs(buf, static_cast<std::size_t>(n));
+                            else
+                                stream.fill(buf, static_cast<std::size_t>(n));
                         });
             if (rec_now) record(rep, r, next++, sink);
             if (rep.status != kRunning) return;

@@ -16,6 +16,7 @@
 // alone, whatever the thread count, and lets a vectorised fill reproduce the scalar one.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -286,6 +287,18 @@ public:
         }
         for (int l = 0; i < n && l < kLanes; ++i, ++l) out[i] = standard_normal(g[l], z);
         for (int l = 0; l < kLanes; ++l) lanes_[l] = g[l];
+    }
+
+    // out[i] = +-1 with probability 1/2 each (Rademacher): the cheaper noise with the
+    // Gaussian's first two moments. 64 signs per word of lane 0.
+    void fill_signs(double* out, std::size_t n) {
+        Xoshiro256pp& g = lanes_[0];
+        for (std::size_t i = 0; i < n; i += 64) {
+            std::uint64_t bits = g.next();
+            const std::size_t m = std::min<std::size_t>(64, n - i);
+            for (std::size_t j = 0; j < m; ++j, bits >>= 1)
+                out[i + j] = (bits & 1) ? 1.0 : -1.0;
+        }
     }
 
     double next() {  // a single draw, from lane 0 (used for the few per-step factor draws)
