@@ -24,10 +24,28 @@ def _medians(config: pytest.Config) -> dict[tuple[str, int, int, int], float]:
     return out
 
 
+def _memory_rows(config: pytest.Config) -> list[dict[str, Any]]:
+    session = getattr(config, "_benchmarksession", None)
+    return [b.extra_info for b in getattr(session, "benchmarks", []) or []
+            if b.extra_info.get("memory")]
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    mem = _memory_rows(config)
+    if mem:
+        w = terminalreporter.write_line
+        w("")
+        w("linvae peak memory per replica vs budget (2M + M* + 2) N itemsize")
+        w(f"{'N':>9} {'M':>2} {'S':>2} {'dtype':>8} {'added MiB':>10} {'budget MiB':>11} "
+          f"{'ratio':>6}")
+        for r in mem:
+            add, bud = r["added_per_replica"] / 2**20, r["budget_per_replica"] / 2**20
+            w(f"{r['N']:>9} {r['M']:>2} {r['S']:>2} {r['dtype']:>8} {add:>10.1f} {bud:>11.1f} "
+              f"{add / bud:>6.2f}")
     ns = _medians(config)
     if not ns:
         return
+    _scaling_summary(terminalreporter.write_line, ns)
     rows: dict[tuple[int, int], dict[str, float]] = defaultdict(dict)
     for (kind, N, M, threads), v in ns.items():
         rows[(N, M)][f"{kind}@{threads}"] = v
@@ -52,3 +70,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         w(f"{N:>9} {M:>2} {f(eng)} {f(ref)} {f(fill, '7.2f')} {f(npn, '9.2f')} "
           f"{ratio(ref, eng, 12)} {ratio(eng, fill, 9)} {ratio(npn, fill, 14)}"
           f"{'  rademacher ' + format(rad, '.2f') + ' (' + format(eng / rad, '.2f') + 'x)' if rad and eng else ''}")
+
+
+def _scaling_summary(w: Any, ns: dict[tuple[str, int, int, int], float]) -> None:
+    scale_N = sorted((N, v) for (k, N, _, _), v in ns.items() if k == "scale_N")
+    scale_M = sorted((M, v) for (k, _, M, _), v in ns.items() if k == "scale_M")
+    if scale_N:
+        w("")
+        w("step time vs N (M = 1, one thread): ns per (step x N); flat = linear in N")
+        w("  " + "  ".join(f"N={N:.0e}: {v:.2f}" for N, v in scale_N))
+    if scale_M:
+        w("step time vs M (N = 1e5): ns per (step x N), and per latent")
+        w("  " + "  ".join(f"M={M}: {v:.2f} ({v / M:.2f})" for M, v in scale_M))
+    for kind, label in (("replicas", "4 replicas, N = 1e4"), ("blocks", "1 replica, N = 1e6")):
+        one, two = ns.get((kind, 10_000 if kind == "replicas" else 1_000_000, 1, 1)), \
+            ns.get((kind, 10_000 if kind == "replicas" else 1_000_000, 1, 2))
+        if one and two:
+            w(f"threads, {label}: 2 threads = {one / two:.2f}x one thread")
