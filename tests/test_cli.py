@@ -2,40 +2,242 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import linvae
+from linvae import cli
+
+COMMANDS = ("info", "simulate", "ode", "compare", "stability", "plot", "reproduce")
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli_run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "linvae.cli", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=300)
 
 
+# kept under its old name for the tests written before the extension
+cli_ = cli_run
+
+
+def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode != 0
+    err = out.stderr.strip()
+    assert err.count("\n") == 0, err
+    assert "Traceback" not in err
+    return err
+
+
 def test_help_names_the_symbols() -> None:
-    out = cli("simulate", "--help")
+    out = cli_run("simulate", "--help")
     assert out.returncode == 0
-    for flag in ("--rho", "--eta", "--beta", "--lam", "--tau", "--N", "--t-max"):
+    for flag in ("--rho", "--eta", "--beta", "--lam", "--tau", "--N", "--t-max", "--config"):
         assert flag in out.stdout
 
 
+def test_help_of_every_command() -> None:
+    top = cli_run("--help")
+    assert top.returncode == 0
+    for c in COMMANDS:
+        assert c in top.stdout
+    symbols = {"simulate": ("rho_k", "eta", "tau", "input dimension N"),
+               "ode": ("rho_k", "beta", "MODEL.md section 5"),
+               "compare": ("-1/2", "input dimensions N", "--replicas"),
+               "stability": ("rho_k + eta", "gamma*", "--beta"),
+               "plot": ("eps_g", "mean +- sd", "--out"),
+               "reproduce": ("--quick", "summary.md", "--out"),
+               "info": ("--help",)}
+    for c in COMMANDS:
+        out = cli_run(c, "--help")
+        assert out.returncode == 0, (c, out.stderr)
+        text = " ".join(out.stdout.split())
+        for s in symbols[c]:
+            assert s in text, (c, s)
+
+
 def test_info() -> None:
-    out = cli("info")
+    out = cli_run("info")
     assert out.returncode == 0 and "openmp" in out.stdout and "eigen" in out.stdout
 
 
 def test_simulate_writes_a_dataset(tmp_path: Path) -> None:
-    out = cli("--quiet", "simulate", "--N", "300", "--t-max", "0.5", "--seeds", "2",
-              "--beta", "0.7", "--out", str(tmp_path / "r.nc"))
+    out = cli_run("--quiet", "simulate", "--N", "300", "--t-max", "0.5", "--seeds", "2",
+                  "--beta", "0.7", "--out", str(tmp_path / "r.nc"))
     assert out.returncode == 0, out.stderr
     ds = linvae.io.load(tmp_path / "r.nc")
     assert ds.sizes["replica"] == 2 and ds.attrs["N"] == 300 and ds.attrs["beta"] == 0.7
 
 
 def test_bad_parameter_is_one_line_and_nonzero() -> None:
-    out = cli("simulate", "--eta", "-1")
+    out = cli_run("simulate", "--eta", "-1")
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
     assert "eta must be > 0" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args", [("simulate", "--N", "abc"), ("ode", "--method", "Euler"),
+                                  ("simulate", "--no-such-flag"), ("plot",)])
+def test_bad_command_line_is_one_line(args: tuple[str, ...]) -> None:
+    err = one_line_error(cli_run(*args))
+    assert "error" in err
+
+
+def test_round_trip_simulate_ode_plot(tmp_path: Path) -> None:
+    sim, ode = tmp_path / "sim.nc", tmp_path / "ode.nc"
+    out = cli_run("-q", "simulate", "--N", "400", "--t-max", "1", "--seeds", "2", "--M", "2",
+                  "--M-star", "2", "--rho", "2", "1", "--init", "overlap", "--noise",
+                  "rademacher", "--out", str(sim))
+    assert out.returncode == 0, out.stderr
+    out = cli_run("ode", "--quiet", "--t-max", "1", "--M", "2", "--M-star", "2", "--rho", "2",
+                  "1", "--init-from", str(sim), "--out", str(ode))
+    assert out.returncode == 0, out.stderr
+    s, o = linvae.io.load(sim), linvae.io.load(ode)
+    assert s.attrs["run_noise"] == "rademacher"
+    assert o.attrs["kind"] == "ode" and list(o.attrs["rho"]) == [2.0, 1.0]
+    assert "linvae ode" in o.attrs["command"] and o.attrs["run_t_max"] == 1.0
+    # the ODE started from the simulation's replica-mean t = 0 state
+    assert abs(float(o["m"].isel(t=0, latent=0, factor=0))
+               - float(s["m"].isel(t=0, latent=0, factor=0).mean())) < 1e-9
+    assert abs(float(o["m"].isel(t=-1, latent=0, factor=0))
+               - float(s["m"].isel(t=-1, latent=0, factor=0).mean())) < 0.2
+    figs = [tmp_path / "sim.png", tmp_path / "sim.pdf", tmp_path / "ode.png"]
+    out = cli_run("plot", str(sim), "--out", str(figs[0]), str(figs[1]))
+    assert out.returncode == 0, out.stderr
+    out = cli_run("plot", str(ode))  # default: next to the file, .png
+    assert out.returncode == 0, out.stderr
+    for f in figs:
+        assert f.stat().st_size > 1000
+    assert figs[0].read_bytes()[:4] == b"\x89PNG" and figs[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_config_with_flag_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('beta = 0.2\n[model]\nbeta = 0.3\neta = 2.0\nrho = 1.5\n'
+                   '[run]\nt_max = 0.4\nN = 250\nseeds = 2\nNs = [1, 2]\n'
+                   f'[simulate]\nout = "{tmp_path / "c.nc"}"\nseeds = 3\n')
+    out = cli_run("-q", "simulate", "--config", str(cfg), "--beta", "0.7")
+    assert out.returncode == 0, out.stderr
+    ds = linvae.io.load(tmp_path / "c.nc")
+    assert ds.attrs["beta"] == 0.7          # the flag wins over [model]
+    assert ds.attrs["eta"] == 2.0 and list(ds.attrs["rho"]) == [1.5]   # from [model]
+    assert ds.attrs["N"] == 250 and ds.attrs["run_t_max"] == 0.4       # from [run]
+    assert ds.sizes["replica"] == 3        # [simulate] wins over [run]
+    assert ds.attrs["run_config"] == str(cfg)
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    out = cli_run("-q", "ode", "--config", str(root / "examples" / "run.toml"), "--t-max", "1",
+                  "--out", str(tmp_path / "o.nc"))
+    assert out.returncode == 0, out.stderr
+    assert linvae.io.load(tmp_path / "o.nc").attrs["run_record_every"] == 0.1
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "does not exist"),
+    ("[model\nbeta = 1", "not valid TOML"),
+    ("[model]\nbetta = 1.0\n", "unknown key 'betta'"),
+    ("[model]\nbeta = \"high\"\n", "beta must be a number"),
+    ("[simulate]\nN = 1.5\n", "N must be an integer"),
+    ("[nonsense]\nN = 1\n", "unknown section [nonsense]"),
+])
+def test_unreadable_config_is_one_line(tmp_path: Path, text: str | None, message: str) -> None:
+    cfg = tmp_path / "c.toml"
+    if text is not None:
+        cfg.write_text(text)
+    err = one_line_error(cli_run("simulate", "--config", str(cfg)))
+    assert message in err and "config" in err
+
+
+def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    err = one_line_error(cli_run("ode", "--t-max", "0.5", "--out",
+                                 str(tmp_path / "missing" / "o.nc")))
+    assert "does not exist" in err
+    err = one_line_error(cli_run("plot", str(tmp_path / "nothing.nc")))
+    assert "does not exist" in err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root can write into read-only folders")
+def test_read_only_output_folder_is_one_line(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        err = one_line_error(cli_run("ode", "--t-max", "0.5", "--out", str(ro / "o.nc")))
+        assert "not writable" in err
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o700)
+
+
+def test_read_only_output_folder_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # the same check as above, also as root: the writability test is what answers
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path
+                        else real(p, mode))
+    assert cli.main(["-q", "ode", "--t-max", "0.5", "--out", str(tmp_path / "o.nc")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not writable" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_write_leaves_no_complete_looking_file(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    import xarray as xr
+
+    real = xr.Dataset.to_netcdf
+
+    def dies_midway(self: xr.Dataset, path: str, *args: object, **kwargs: object) -> None:
+        real(self, path, *args, **kwargs)
+        with open(path, "r+b") as f:   # a half-written file ...
+            f.truncate(100)
+        raise KeyboardInterrupt          # ... and the process is stopped
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", dies_midway)
+    target = tmp_path / "o.nc"
+    assert cli.main(["-q", "ode", "--t-max", "0.5", "--out", str(target)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []   # the temporary file is gone too
+
+
+def test_sigkill_during_a_run_leaves_no_file(tmp_path: Path) -> None:
+    import time
+
+    target = tmp_path / "big.nc"
+    proc = subprocess.Popen([sys.executable, "-m", "linvae.cli", "-q", "simulate", "--N",
+                             "20000", "--t-max", "50", "--seeds", "1", "--threads", "1",
+                             "--out", str(target)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    time.sleep(3.0)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert not target.exists()
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".nc"]
+
+
+def test_compare_and_stability(tmp_path: Path) -> None:
+    out = cli_run("-q", "compare", "--Ns", "200", "400", "--t-max", "0.5", "--replicas", "2",
+                  "--record-every", "0.1", "--out", str(tmp_path / "cmp"))
+    assert out.returncode == 0, out.stderr
+    names = {p.name for p in (tmp_path / "cmp").iterdir()}
+    assert {"compare.png", "compare.pdf", "compare_ode.nc", "compare_gaps.nc",
+            "compare_sim_N200.nc", "compare_sim_N400.nc"} <= names
+    gaps = linvae.io.load(tmp_path / "cmp" / "compare_gaps.nc")
+    assert "exponent_rms" in gaps and gaps.attrs["run_replicas"] == 2
+    out = cli_run("-q", "stability", "--beta", "0.5", "--tau", "0.1",
+                  "--out", str(tmp_path / "st.json"))
+    assert out.returncode == 0, out.stderr
+    assert "collapse of factor 0" in out.stdout and "gamma*" in out.stdout
+    import json
+
+    res = json.loads((tmp_path / "st.json").read_text())
+    assert abs(res["thresholds"]["collapse_0"]["value"] - 2.0) < 1e-3

@@ -1,31 +1,60 @@
 """The ``linvae`` command line.
 
-Every model parameter is a flag named by its MODEL.md symbol. User mistakes (a bad value,
-an unwritable output) end with one line on stderr and exit code 2, never a traceback.
+Commands: ``simulate`` (one-pass SGD), ``ode`` (the limiting ODEs), ``compare`` (SGD vs
+ODE at several N), ``stability`` (fixed points and thresholds), ``plot`` (figure of a
+result file), ``reproduce`` (every figure family of the paper) and ``info``.
+
+Every model parameter is a flag named by its MODEL.md symbol, and every flag can also be
+set in a TOML file given with ``--config`` (see :mod:`linvae.config`); a flag on the
+command line wins over the file. User mistakes (a bad value, an unreadable config, an
+unwritable output) end with one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 log = logging.getLogger("linvae")
 
 # (flag, type, default, help) of the model parameters, shared by every command
 MODEL_FLAGS: list[tuple[str, Callable[[str], Any], Any, str]] = [
-    ("M", int, 1, "number of latents M (>= 1)"),
+    ("M", int, 1, "number of latents M (>= 1); M > M* means superfluous latents"),
     ("M_star", int, 1, "number of generative factors M* (>= 1)"),
-    ("rho", float, [1.0], "signal strength rho_k per factor (one value, or M* values)"),
+    ("rho", float, [1.0], "signal strength rho_k per factor (one value for all, or M* values)"),
     ("eta", float, 1.0, "background noise strength eta (> 0)"),
-    ("beta", float, 0.5, "KL weight beta (>= 0)"),
+    ("beta", float, 0.5, "KL weight beta (>= 0); with --anneal, its limit beta_inf"),
     ("lam", float, 0.0, "L2 regularisation lam (>= 0)"),
     ("tau", float, 0.5, "learning rate tau (> 0); D uses tau/N"),
+    ("anneal", str, "constant", ("KL annealing schedule beta(t): constant, tanh "
+                                 "(beta tanh(gamma t)), linear, sigmoid or cyclical")),
+    ("gamma", float, 0.1, "annealing rate gamma of the schedule (> 0; ignored if constant)"),
 ]
+ANNEAL_KINDS = ("constant", "tanh", "linear", "sigmoid", "cyclical")
+
+
+class UsageError(ValueError):
+    """A bad command line (one line, exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and defaults shown in --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -33,17 +62,86 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     for name, typ, default, help_ in MODEL_FLAGS:
         flag = "--" + name.replace("_", "-")
         if name == "rho":
-            group.add_argument(flag, type=typ, nargs="+", default=default, help=help_)
+            group.add_argument(flag, type=typ, nargs="+", default=default, help=help_,
+                               metavar="RHO")
+        elif name == "anneal":
+            group.add_argument(flag, choices=ANNEAL_KINDS, default=default, help=help_)
         else:
             group.add_argument(flag, type=typ, default=default, help=help_)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, metavar="TOML",
+                        help="read parameters from this TOML file ([model] for MODEL.md "
+                             "symbols, [run] or top level for run settings, [<command>] "
+                             "for this command only); flags given here win")
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars, only warnings and errors")
 
 
 def _params(args: argparse.Namespace) -> Any:
     from .params import Params
 
     rho = args.rho[0] if len(args.rho) == 1 else args.rho
-    return Params(M=args.M, M_star=args.M_star, rho=rho, eta=args.eta, beta=args.beta,
+    beta: Any = args.beta
+    if getattr(args, "anneal", "constant") != "constant":
+        from .findings import make_schedule
+
+        beta = make_schedule(args.anneal, args.beta, args.gamma)
+    return Params(M=args.M, M_star=args.M_star, rho=rho, eta=args.eta, beta=beta,
                   lam=args.lam, tau=args.tau)
+
+
+def _run_attrs(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Run settings and the command line, as netCDF-safe attributes."""
+    model = {name for name, *_ in MODEL_FLAGS}
+    attrs: dict[str, Any] = {"command": "linvae " + " ".join(map(shlex.quote, args.argv))}
+    for k, v in vars(args).items():
+        if k in model or k in skip or k in ("func", "command", "argv", "quiet") or v is None:
+            continue
+        if isinstance(v, bool):
+            v = int(v)
+        elif isinstance(v, Path):
+            v = str(v)
+        elif isinstance(v, list):
+            v = json.dumps([str(x) if isinstance(x, Path) else x for x in v])
+        attrs[f"run_{k}"] = v
+    attrs["anneal"] = args.anneal
+    if args.anneal != "constant":
+        attrs["gamma"] = args.gamma
+    return attrs
+
+
+def _check_out_file(path: Path) -> Path:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output folder {str(folder)!r} does not exist")
+    import os
+
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"output folder {str(folder)!r} is not writable")
+    return path
+
+
+def _check_out_dir(path: Path) -> Path:
+    import os
+
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"output {str(path)!r} exists and is not a folder")
+    if not path.exists():
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise FileNotFoundError(f"output folder {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise PermissionError(f"cannot create output folder {str(path)!r}: "
+                                  f"{str(parent)!r} is not writable")
+        path.mkdir()
+    elif not os.access(path, os.W_OK):
+        raise PermissionError(f"output folder {str(path)!r} is not writable")
+    return path
+
+
+# -- commands -------------------------------------------------------------------------
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -56,35 +154,224 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_state(args: argparse.Namespace, p: Any, default: str) -> Any:
+    """The start: a prescribed overlap state, the random start, or a file's t = 0 state."""
+    from .io import load
+    from .ode import overlap_state
+
+    if args.init_from is not None:
+        ds = load(args.init_from)
+        ds0 = ds.isel(t=0)
+        if "replica" in ds0.dims:
+            ds0 = ds0.mean("replica")
+        log.info("start: mean t = 0 state of %s", args.init_from)
+        return ds0
+    init = args.init or default
+    if init == "random":
+        return "random"
+    return overlap_state(p, args.overlap)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .io import save
     from .simulate import simulate
 
     p = _params(args)
+    _check_out_file(args.out)
+    init = _init_state(args, p, "random")
     log.info("simulating %r at N=%d for t <= %g with %d replicas", p, args.N, args.t_max,
              args.seeds)
     t0 = time.perf_counter()
     ds = simulate(p, N=args.N, t_max=args.t_max, record_every=args.record_every,
-                  seeds=args.seeds, seed=args.seed, threads=args.threads, dtype=args.dtype,
-                  progress=not args.quiet)
+                  seeds=args.seeds, seed=args.seed, init=init, threads=args.threads,
+                  dtype=args.dtype, progress=not args.quiet, checkpoint=args.checkpoint,
+                  checkpoint_every=args.checkpoint_every, resume=args.resume,
+                  noise=args.noise)
+    ds.attrs.update(_run_attrs(args))
     path = save(ds, args.out)
     log.info("wrote %s (%.1f s)", path, time.perf_counter() - t0)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="linvae", description="Learning dynamics of the linear VAE: one-pass SGD at "
-        "large N and its limiting ODEs.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or logs")
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_ode(args: argparse.Namespace) -> int:
+    from .io import save
+    from .ode import integrate
 
-    info = sub.add_parser("info", help="version, build flags, SIMD level, threads, Eigen")
+    p = _params(args)
+    _check_out_file(args.out)
+    init = _init_state(args, p, "overlap")
+    if isinstance(init, str):
+        raise UsageError("the ODE cannot start from the random state (m = d = 0 never "
+                         "moves); use --init overlap or --init-from FILE")
+    log.info("integrating the ODEs for %r up to t = %g (%s)", p, args.t_max, args.method)
+    t0 = time.perf_counter()
+    ds = integrate(p, t_max=args.t_max, init=init, record_every=args.record_every,
+                   method=args.method, rtol=args.rtol, atol=args.atol)
+    ds.attrs.update(_run_attrs(args))
+    path = save(ds, args.out)
+    log.info("wrote %s (%.1f s)", path, time.perf_counter() - t0)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .reproduce import run_compare
+
+    p = _params(args)
+    out = _check_out_dir(args.out)
+    init = _init_state(args, p, "overlap")
+    if isinstance(init, str):
+        raise UsageError("compare cannot start from the random state; use --init overlap")
+    log.info("comparing SGD at N = %s with the ODE for %r, t <= %g, %d replicas",
+             args.Ns, p, args.t_max, args.replicas)
+    t0 = time.perf_counter()
+    cmp, files = run_compare(p, out, Ns=args.Ns, t_max=args.t_max, replicas=args.replicas,
+                             record_every=args.record_every, seed=args.seed,
+                             threads=args.threads, init=init, progress=not args.quiet,
+                             attrs=_run_attrs(args))
+    if not args.quiet:
+        print(cmp)
+    log.info("wrote %s (%.1f s)", ", ".join(str(f) for f in files), time.perf_counter() - t0)
+    return 0
+
+
+def cmd_stability(args: argparse.Namespace) -> int:
+    import math
+
+    from . import stability
+
+    p = _params(args)
+    if args.out is not None:
+        _check_out_file(args.out)
+    log.info("fixed points and thresholds for %r", p)
+    fps = stability.fixed_points(p)
+    result: dict[str, Any] = {"params": repr(p), "fixed_points": [], "thresholds": {}}
+    print(f"fixed points of the ODEs for {p} ({len(fps)} found, up to symmetry):")
+    for fp in fps:
+        print("  " + fp.summary().replace("\n", "\n  "))
+        result["fixed_points"].append({"summary": fp.summary(), "stable": bool(fp.stable),
+                                       "eg": float(fp.eg), "max_real": float(fp.max_real)})
+    print("thresholds (numerical; MODEL.md prediction in brackets):")
+    thr = result["thresholds"]
+    for k in range(min(p.M, p.M_star)):
+        t = stability.collapse_threshold(p, k)
+        print(f"  collapse of factor {k}: beta_c = {float(t):.6g}  (rho_k + eta = "
+              f"{t.predicted:g})")
+        thr[f"collapse_{k}"] = {"value": float(t), "predicted": float(t.predicted)}
+    t = stability.noise_threshold(p)
+    print(f"  superfluous latent stops fitting noise: beta = {float(t):.6g}  (eta = "
+          f"{t.predicted:g})")
+    thr["noise"] = {"value": float(t), "predicted": float(t.predicted)}
+    try:
+        g = stability.annealing_threshold(p)
+        print(f"  KL annealing: gamma* = -J_max/2 = {g:.6g}")
+        thr["gamma_star"] = {"value": float(g), "predicted": math.nan}
+    except RuntimeError as exc:
+        print(f"  KL annealing: gamma* undefined ({str(exc).splitlines()[0]})")
+    if args.step_limit:
+        t = stability.step_size_limit(p)
+        print(f"  step-size stability limit: tau_max = {float(t):.6g}")
+        thr["tau_max"] = {"value": float(t), "predicted": math.nan}
+    if args.out is not None:
+        from .io import _atomic_write
+
+        text = json.dumps(result, indent=2, default=str)
+        def write(tmp: str) -> None:
+            Path(tmp).write_text(text, encoding="utf-8")
+
+        _atomic_write(args.out, write)
+        log.info("wrote %s", args.out)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .io import load
+    from .reproduce import plot_result, save_figure
+
+    if not args.file.is_file():
+        raise FileNotFoundError(f"result file {str(args.file)!r} does not exist")
+    try:
+        ds = load(args.file)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {str(args.file)!r} as a linvae result: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                         ) from None
+    outs = args.out or [args.file.with_suffix(".png")]
+    for o in outs:
+        if o.suffix.lower() not in (".png", ".pdf", ".svg"):
+            raise UsageError(f"--out must end in .png, .pdf or .svg, got {str(o)!r}")
+        _check_out_file(o)
+    fig = plot_result(ds, variables=args.variables, title=args.title)
+    for o in outs:
+        save_figure(fig, o, dpi=args.dpi)
+        log.info("wrote %s", o)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    out = _check_out_dir(args.out)
+    report = reproduce(out, quick=args.quick, progress=not args.quiet, threads=args.threads,
+                       only=args.only)
+    failed = [f for f in report.families if not f.ok]
+    if failed:
+        for f in failed:
+            print(f"linvae reproduce: figure family {f.name!r} failed: {f.error}",
+                  file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------
+
+COMMANDS = ("info", "simulate", "ode", "compare", "stability", "plot", "reproduce")
+
+
+def _add_init_flags(group: argparse._ArgumentGroup, default: str, choices: Sequence[str]
+                    ) -> None:
+    group.add_argument("--init", choices=list(choices), default=None,
+                       help=f"start at t = 0 (default {default}): 'random' = W, V i.i.d. "
+                            "N(0, 1), D = 1; 'overlap' = m = d = c I, Q = E = I, R = c^2 I, "
+                            "D = 1 (MODEL.md section 7) with c = --overlap")
+    group.add_argument("--overlap", type=float, default=0.5,
+                       help="teacher overlap c of the 'overlap' start (|c| <= 1)")
+    group.add_argument("--init-from", type=Path, default=None, metavar="FILE",
+                       help="start from the (replica-mean) t = 0 state of a result file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .reproduce import FAMILIES
+
+    parser = _Parser(
+        prog="linvae", description="Learning dynamics of the linear VAE: one-pass SGD at "
+        "large N and its limiting ODEs. Symbols follow MODEL.md (N input dimension, M "
+        "latents, M* factors, rho signal, eta noise, beta KL weight, lam L2, tau learning "
+        "rate, t = steps/N; order parameters m, d, Q, E, R, D and eps_g = eg).",
+        epilog="Every flag can also be set in a TOML file given with --config (keys = flag "
+        "names with underscores; [model] for the model, [run] for run settings).")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False,
+                        help="no progress bars, only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+    parsers: dict[str, argparse.ArgumentParser] = {}
+
+    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=description)
+        parsers[name] = sp
+        return sp
+
+    info = add("info", "version, build flags, SIMD level, threads, Eigen",
+               "Print the version and how the compiled core was built.")
+    info.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="no effect (accepted for symmetry)")
     info.set_defaults(func=cmd_info)
 
-    sim = sub.add_parser("simulate", help="run one-pass SGD and write the order parameters",
-                         description="Run one-pass SGD (MODEL.md section 3) for several "
-                         "replicas and write m, d, Q, E, R, D and eps_g over time to netCDF.")
+    # simulate
+    sim = add("simulate", "run one-pass SGD and write the order parameters",
+              "Run one-pass SGD (MODEL.md section 3) for several replicas and write m, d, "
+              "Q, E, R, D, eps_g (eg), rate, distortion and loss over time t = steps/N to "
+              "netCDF, with every parameter in the file's attributes.")
+    _add_common(sim)
     _add_model_flags(sim)
     run = sim.add_argument_group("run")
     run.add_argument("--N", type=int, default=10_000, help="input dimension N")
@@ -95,24 +382,156 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
     run.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                      help="precision of the weights")
+    run.add_argument("--noise", choices=["gaussian", "rademacher"], default="gaussian",
+                     help="distribution of the background noise n (MODEL.md section 1); "
+                          "rademacher has the same first two moments and ODE limit")
+    _add_init_flags(run, "random", ["random", "overlap"])
+    run.add_argument("--checkpoint", type=Path, default=None,
+                     help="save the run state to this file periodically and on Ctrl-C")
+    run.add_argument("--checkpoint-every", type=float, default=600.0,
+                     help="seconds of wall time between checkpoints")
+    run.add_argument("--resume", type=Path, default=None,
+                     help="continue the run saved in this checkpoint")
     run.add_argument("--out", type=Path, default=Path("linvae-simulate.nc"),
-                     help="output netCDF file")
+                     help="output netCDF file (written atomically)")
     sim.set_defaults(func=cmd_simulate)
+
+    # ode
+    from .ode import METHODS
+
+    ode = add("ode", "integrate the limiting ODEs and write the trajectory",
+              "Integrate the N -> infinity ODEs (MODEL.md section 5) and write m, d, Q, E, "
+              "R, D, eps_g (eg), rate, distortion and loss over t to netCDF. The start is "
+              "a prescribed overlap state (m = d = 0 is a fixed point) or a result file's "
+              "t = 0 state.")
+    _add_common(ode)
+    _add_model_flags(ode)
+    run = ode.add_argument_group("run")
+    run.add_argument("--t-max", type=float, default=20.0, help="final time t")
+    run.add_argument("--record-every", type=float, default=0.1, help="spacing of recorded times")
+    run.add_argument("--method", choices=list(METHODS), default="LSODA",
+                     help="scipy solver (LSODA switches to a stiff method when needed)")
+    run.add_argument("--rtol", type=float, default=1e-8, help="relative tolerance")
+    run.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance")
+    _add_init_flags(run, "overlap", ["overlap"])
+    run.add_argument("--out", type=Path, default=Path("linvae-ode.nc"),
+                     help="output netCDF file (written atomically)")
+    ode.set_defaults(func=cmd_ode)
+
+    # compare
+    cmp = add("compare", "SGD at several N against the ODE; gap vs N",
+              "Run SGD at several N and the ODE from the same prescribed start; measure "
+              "the SGD-ODE gap per order parameter and its exponent in N (theory: -1/2). "
+              "Writes ode.nc, sim_N<N>.nc, gaps.nc and compare.png/.pdf into --out.")
+    _add_common(cmp)
+    _add_model_flags(cmp)
+    run = cmp.add_argument_group("run")
+    run.add_argument("--Ns", type=int, nargs="+", default=[1000, 4000, 16000],
+                     help="input dimensions N (at least two)")
+    run.add_argument("--t-max", type=float, default=20.0, help="length in t = steps/N")
+    run.add_argument("--replicas", type=int, default=8, help="SGD replicas per N")
+    run.add_argument("--record-every", type=float, default=0.1, help="spacing of recorded times")
+    run.add_argument("--seed", type=int, default=0, help="base seed (N number i uses seed + i)")
+    run.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
+    _add_init_flags(run, "overlap", ["overlap"])
+    run.add_argument("--out", type=Path, default=Path("linvae-compare"),
+                     help="output folder (created if missing)")
+    cmp.set_defaults(func=cmd_compare)
+
+    # stability
+    st = add("stability", "fixed points and thresholds of the ODEs",
+             "Find every fixed point of the ODEs (root finding from many starts) with its "
+             "stability, then the numerical thresholds: posterior collapse of each factor "
+             "(theory beta = rho_k + eta), noise fitting of a superfluous latent (theory "
+             "beta = eta) and the annealing rate gamma* = -J_max/2.")
+    _add_common(st)
+    _add_model_flags(st)
+    run = st.add_argument_group("run")
+    run.add_argument("--step-limit", action="store_true",
+                     help="also find the step-size stability limit tau_max (slower)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="also write the results to this JSON file")
+    st.set_defaults(func=cmd_stability)
+
+    # plot
+    pl = add("plot", "draw the standard figure of a result file",
+             "Read a result of 'linvae simulate' or 'linvae ode' and draw the order "
+             "parameters m, d, Q, E, R, D and eps_g over t (replicas: mean +- sd).")
+    _add_common(pl)
+    pl.add_argument("file", type=Path, help="netCDF result file")
+    pl.add_argument("--out", type=Path, nargs="+", default=None,
+                    help="output figure(s), .png, .pdf or .svg (default: FILE with .png)")
+    pl.add_argument("--variables", nargs="+", default=None,
+                    help="variables to draw (default: m d Q E R D eg)")
+    pl.add_argument("--title", default=None, help="figure title (default: the parameters)")
+    pl.add_argument("--dpi", type=int, default=150, help="resolution of PNG output")
+    pl.set_defaults(func=cmd_plot)
+
+    # reproduce
+    rp = add("reproduce", "regenerate every figure family of the paper",
+             "Regenerate the paper's figure families into a folder, PNG and PDF each, with "
+             "the data (netCDF) next to them and summary.md (measured thresholds and "
+             "exponents next to the theory, run times): 1 sgd_vs_ode (SGD vs ODE at three N "
+             "and gap vs N), 2 collapse (steady state vs beta, threshold rho + eta), 3 "
+             "superfluous ((M, M*) = (2, 1), beta below/above eta), 4 annealing "
+             "(convergence time vs gamma, gamma*), 5 disentanglement (m over t, M = M* = 2). "
+             "About 10 minutes on 2 cores; --quick under 2 minutes.")
+    _add_common(rp)
+    rp.add_argument("--out", type=Path, default=Path("linvae-reproduce"),
+                    help="output folder (created if missing)")
+    rp.add_argument("--quick", action="store_true",
+                    help="smaller N, fewer replicas and grid points (< 2 minutes)")
+    rp.add_argument("--only", nargs="+", choices=list(FAMILIES), default=None,
+                    help="run only these figure families")
+    rp.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
+    rp.set_defaults(func=cmd_reproduce)
+
+    parser._linvae_subparsers = parsers  # type: ignore[attr-defined]
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def _parse(parser: argparse.ArgumentParser, argv: list[str],
+           first: argparse.Namespace) -> argparse.Namespace:
+    """Parse again if a config is given: the file sets defaults, the flags win."""
+    from .config import apply_config, load_config
+
+    args = first
+    if getattr(args, "config", None) is None:
+        return args
+    subs: dict[str, argparse.ArgumentParser] = parser._linvae_subparsers  # type: ignore[attr-defined]
+    known = {a.dest for sp in subs.values() for a in sp._actions}
+    data = load_config(args.config)
+    apply_config(subs[args.command], data, args.command, COMMANDS, known)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="linvae: %(message)s")
+    log.debug("config %s applied", args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .config import ConfigError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    command = "linvae"
     try:
+        first = parser.parse_args(argv)
+        command = f"linvae {first.command}"
+        args = _parse(parser, argv, first)
+        args.argv = argv
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="linvae: %(message)s")
+        if args.quiet:
+            warnings.filterwarnings("ignore", category=UserWarning, module="tqdm")
         return int(args.func(args))
-    except (ValueError, TypeError, OSError, MemoryError) as exc:
-        print(f"linvae {args.command}: error: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError, MemoryError, RuntimeError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"linvae {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
 
 
