@@ -240,14 +240,14 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
     fs = STYLE["fontsize"]
     b = sweep["beta"].values
     ax = axes[0]
-    ax.plot(b, sweep["eg"].values, color="k", lw=lw, label="eps_g")
+    ax.plot(b, sweep["eg"].values, color="k", lw=lw, label="ε_g")
     cols = _colors(sweep.sizes["latent"])
     for k in range(sweep.sizes["latent"]):
         ax.plot(b, sweep["latent_rate"].values[:, k], color=cols[k], lw=lw, ls="--",
                 label=f"rate of latent {k}")
     for k, thr in enumerate(sweep["threshold"].values):
         _vline(ax, float(thr), "threshold (numerical)" if k == 0 else None)
-    ax.set_xlabel("beta")
+    ax.set_xlabel("β")
     ax.set_ylabel("steady state")
     ax.set_title("posterior collapse", fontsize=fs + 1)
     ax.legend(fontsize=fs - 1, frameon=False)
@@ -263,7 +263,7 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
                 label=f"Q[{k},{k}] (superfluous)")
     for thr in sweep["threshold"].values:
         _vline(ax, float(thr), None)
-    ax.set_xlabel("beta")
+    ax.set_xlabel("β")
     ax.set_ylabel("overlap")
     ax.legend(fontsize=fs - 1, frameon=False)
     if phase is not None:
@@ -274,10 +274,10 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
         ax.plot(phase["threshold"].values, phase["rho"].values, color="w", lw=lw,
                 label="threshold (numerical)")
         ax.plot(phase["predicted"].values, phase["rho"].values, color="k", lw=lw * 0.8,
-                ls="--", label="rho + eta")
+                ls="--", label="ρ + η")
         ax.set_xlim(float(phase["beta"].min()), float(phase["beta"].max()))
-        ax.set_xlabel("beta")
-        ax.set_ylabel("rho")
+        ax.set_xlabel("β")
+        ax.set_ylabel("ρ")
         ax.set_title("phase diagram (M = M* = 1)", fontsize=fs + 1)
         ax.legend(fontsize=fs - 1, frameon=False, loc="upper left")
     return fig
@@ -436,7 +436,7 @@ def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
     for c, beta in zip(cols, traj["beta"].values, strict=True):
         sel = traj.sel(beta=beta)
         for k in extra:
-            lab = f"beta={beta:g}" if k == extra[0] else None
+            lab = f"β={beta:g}" if k == extra[0] else None
             axes[0].plot(t, sel["Qkk"].values[:, k], color=c, lw=lw, label=lab)
             axes[0].plot(t, sel["Rkk"].values[:, k], color=c, lw=lw * 0.8, ls="--")
             axes[0].plot(t, sel["mk"].values[:, k], color=c, lw=lw * 0.8, ls=":")
@@ -445,12 +445,12 @@ def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
 
     handles, _ = axes[0].get_legend_handles_labels()
     handles += [Line2D([], [], color="0.4", lw=lw, ls=ls, label=lab) for ls, lab in
-                (("-", "Q_kk"), ("--", "R_kk"), (":", "|m_k.|"))]
+                (("-", "Q_kk"), ("--", "R_kk"), (":", "|m_k|"))]
     axes[0].set_xlabel("t")
-    axes[0].set_ylabel("extra latent's overlaps")
-    axes[0].set_title(f"superfluous latent (eta={float(traj.attrs['eta']):g})",
+    axes[0].set_ylabel("extra latent: Q_kk, R_kk, |m_k|")
+    axes[0].set_title(f"superfluous latent (η={float(traj.attrs['eta']):g})",
                       fontsize=fs + 1)
-    axes[0].legend(handles=handles, fontsize=fs - 1, frameon=False, loc="center right")
+    axes[0].legend(handles=handles, fontsize=fs - 1, frameon=False, loc="upper right")
     axes[1].set_xlabel("t")
     axes[1].set_ylabel("rate of the extra latent")
     axes[1].legend(fontsize=fs - 1, frameon=False)
@@ -459,13 +459,13 @@ def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
         M = vs_M["M"].values
         for c, beta in zip(cols, vs_M["beta"].values, strict=True):
             sel = vs_M.sel(beta=beta)
-            axes[2].plot(M, sel["eg"].values, "o-", color=c, lw=lw, label=f"beta={beta:g}")
+            axes[2].plot(M, sel["eg"].values, "o-", color=c, lw=lw, label=f"β={beta:g}")
             axes[3].plot(M, sel["t_conv"].values, "o-", color=c, lw=lw,
-                         label=f"t_conv, beta={beta:g}")
+                         label=f"t_conv, β={beta:g}")
             axes[3].plot(M, -1.0 / sel["max_real"].values, "s--", color=c, lw=lw * 0.7,
-                         label=f"-1/J_max, beta={beta:g}")
+                         label=f"-1/J_max, β={beta:g}")
         axes[2].set_xlabel("M (latents)")
-        axes[2].set_ylabel("eps_g at the stable fixed point")
+        axes[2].set_ylabel("ε_g at the stable fixed point")
         axes[2].legend(fontsize=fs - 1, frameon=False)
         axes[3].set_xlabel("M (latents)")
         axes[3].set_ylabel("time")
@@ -564,13 +564,13 @@ def plot_annealing(ann: xr.Dataset, fig: Figure | None = None) -> Figure:
         ax.plot(g, ann["t_conv"].sel(schedule=k).values, "o-", ms=3, color=c, lw=lw,
                 label=str(k))
     ax.axhline(float(ann["t_constant"]), color="k", ls="--", lw=lw * 0.8,
-               label="constant beta")
-    _vline(ax, float(ann["gamma_star"]), f"gamma* = {float(ann['gamma_star']):.3g}")
+               label="constant β")
+    _vline(ax, float(ann["gamma_star"]), f"γ* = {float(ann['gamma_star']):.3g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("annealing rate gamma")
-    ax.set_ylabel(f"convergence time (delta={float(ann.attrs['delta']):g})")
-    ax.set_title(f"KL annealing (beta_inf={float(ann.attrs['beta_inf']):g})",
+    ax.set_xlabel("annealing rate γ")
+    ax.set_ylabel(f"convergence time (δ={float(ann.attrs['delta']):g})")
+    ax.set_title(f"KL annealing (β∞={float(ann.attrs['beta_inf']):g})",
                  fontsize=fs + 1)
     ax.legend(fontsize=fs - 1, frameon=False)
     return fig
