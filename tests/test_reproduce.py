@@ -1,6 +1,6 @@
 """`linvae reproduce`: every figure family, its data and summary.md."""
 
-# ruff: noqa: RUF001  (summary.md uses the Greek MODEL.md symbols)
+
 from __future__ import annotations
 
 import subprocess

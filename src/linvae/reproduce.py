@@ -17,7 +17,7 @@ A family that fails is recorded (with its error) in ``summary.md`` and the other
 run; :func:`reproduce` returns a :class:`Report`.
 """
 
-# ruff: noqa: RUF001  (figure labels and summary.md use the Greek MODEL.md symbols)
+
 from __future__ import annotations
 
 import logging
