@@ -92,6 +92,16 @@ def _params(args: argparse.Namespace) -> Any:
                   lam=args.lam, tau=args.tau)
 
 
+def _save_result(ds: Any, args: argparse.Namespace, t0: float) -> int:
+    """Write a command's dataset (with the run settings in its attributes) and say where."""
+    from .io import save
+
+    ds.attrs.update(_run_attrs(args))
+    path = save(ds, args.out)
+    log.info("wrote %s (%.1f s)", path, time.perf_counter() - t0)
+    return 0
+
+
 def _run_attrs(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, Any]:
     """Run settings and the command line, as netCDF-safe attributes."""
     model = {name for name, *_ in MODEL_FLAGS}
@@ -173,7 +183,6 @@ def _init_state(args: argparse.Namespace, p: Any, default: str) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .io import save
     from .simulate import simulate
 
     p = _params(args)
@@ -187,14 +196,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                   dtype=args.dtype, progress=not args.quiet, checkpoint=args.checkpoint,
                   checkpoint_every=args.checkpoint_every, resume=args.resume,
                   noise=args.noise)
-    ds.attrs.update(_run_attrs(args))
-    path = save(ds, args.out)
-    log.info("wrote %s (%.1f s)", path, time.perf_counter() - t0)
-    return 0
+    return _save_result(ds, args, t0)
 
 
 def cmd_ode(args: argparse.Namespace) -> int:
-    from .io import save
     from .ode import integrate
 
     p = _params(args)
@@ -207,10 +212,7 @@ def cmd_ode(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ds = integrate(p, t_max=args.t_max, init=init, record_every=args.record_every,
                    method=args.method, rtol=args.rtol, atol=args.atol)
-    ds.attrs.update(_run_attrs(args))
-    path = save(ds, args.out)
-    log.info("wrote %s (%.1f s)", path, time.perf_counter() - t0)
-    return 0
+    return _save_result(ds, args, t0)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
