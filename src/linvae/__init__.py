@@ -22,6 +22,7 @@ from .stability import (
     stable_fixed_point,
     step_size_limit,
 )
+from .sweep import Grid, SweepResult, open_sweep, register_task, shard_from_env, sweep
 
 try:
     __version__ = version("linvae")
@@ -32,8 +33,10 @@ __all__ = [
     "Comparison",
     "DivergenceWarning",
     "FixedPoint",
+    "Grid",
     "Params",
     "SimulationInterrupted",
+    "SweepResult",
     "Threshold",
     "__version__",
     "annealing_threshold",
@@ -49,10 +52,14 @@ __all__ = [
     "noise_threshold",
     "observables",
     "ode",
+    "open_sweep",
     "parse_state",
+    "register_task",
     "schedules",
+    "shard_from_env",
     "simulate",
     "stability",
     "stable_fixed_point",
     "step_size_limit",
+    "sweep",
 ]

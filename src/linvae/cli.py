@@ -274,13 +274,13 @@ def cmd_stability(args: argparse.Namespace) -> int:
         print(f"  step-size stability limit: tau_max = {float(t):.6g}")
         thr["tau_max"] = {"value": float(t), "predicted": math.nan}
     if args.out is not None:
-        from .io import _atomic_write
+        from .io import atomic_write
 
         text = json.dumps(result, indent=2, default=str)
         def write(tmp: str) -> None:
             Path(tmp).write_text(text, encoding="utf-8")
 
-        _atomic_write(args.out, write)
+        atomic_write(args.out, write)
         log.info("wrote %s", args.out)
     return 0
 

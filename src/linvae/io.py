@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,11 +23,26 @@ from numpy.typing import NDArray
 
 from .params import Params
 
-__all__ = ["load", "load_checkpoint", "save", "save_checkpoint"]
+__all__ = [
+    "NETCDF_LOCK",
+    "atomic_write",
+    "load",
+    "load_checkpoint",
+    "save",
+    "save_checkpoint",
+]
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
+#: The netCDF/HDF5 libraries are not thread-safe: every netCDF access in linvae holds this.
+NETCDF_LOCK = threading.RLock()
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    The file gets the permissions of a normally created one (0666 less the umask), so
+    results on a shared file system stay readable by the group.
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -37,11 +53,18 @@ def _atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) ->
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
@@ -51,12 +74,14 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         if var.dtype == bool:
             out[name] = var.astype(np.int8)
             out[name].attrs["dtype"] = "bool"
-    return _atomic_write(path, lambda tmp: out.to_netcdf(tmp, engine="netcdf4"))
+    with NETCDF_LOCK:
+        return atomic_write(path, lambda tmp: out.to_netcdf(tmp, engine="netcdf4"))
 
 
 def load(path: str | os.PathLike[str]) -> xr.Dataset:
     """Read a dataset written by :func:`save`, fully into memory, with its types restored."""
-    ds = xr.load_dataset(path, engine="netcdf4")
+    with NETCDF_LOCK:
+        ds = xr.load_dataset(path, engine="netcdf4")
     for name in list(ds.variables):
         if ds[name].attrs.get("dtype") == "bool":
             attrs = {k: v for k, v in ds[name].attrs.items() if k != "dtype"}
@@ -92,7 +117,7 @@ def save_checkpoint(path: str | os.PathLike[str], meta: Mapping[str, Any],
             f.flush()
             os.fsync(f.fileno())
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:

@@ -62,7 +62,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 150) -> Pa
     """Save a figure atomically (temporary file + rename); the format is the suffix."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    return io._atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
+    return io.atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
 
 
 def _describe(attrs: Mapping[str, Any]) -> str:
@@ -420,7 +420,7 @@ def _write_summary(report: Report) -> Path:
     def write(tmp: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
-    io._atomic_write(path, write)
+    io.atomic_write(path, write)
     return path
 
 

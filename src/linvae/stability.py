@@ -34,8 +34,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq, root
 
 from . import observables
-from ._validate import check_int, check_real
-from .dataset import parse_state
+from ._validate import check_array, check_int, check_real
+from .dataset import DIMS, parse_state, state_shapes
 from .observables import ORDER_PARAMETERS
 from .ode import (
     UnphysicalStateError,
@@ -602,12 +602,23 @@ def fixed_points(p: Params, starts: Iterable[Mapping[str, ArrayLike] | ArrayLike
             f"Q_kk > 0 is fixed and every collapsed state with any D_k is (a continuum)")
     n_random = check_int("n_random", n_random, ge=0)
     eig_tol = check_real("eig_tol", eig_tol, gt=0.0)
+    seed = check_int("seed", seed, ge=0)
     lay = layout(p)
     guesses: list[Array] = []
-    if starts is not None:
-        for s in starts:
-            guesses.append(lay.pack(s) if isinstance(s, Mapping)
-                           else np.asarray(s, dtype=np.float64))
+    shapes = state_shapes(p)
+    for i, s in enumerate(starts if starts is not None else []):
+        if isinstance(s, Mapping):
+            missing = [k for k in ORDER_PARAMETERS if k not in s]
+            if missing:
+                raise ValueError(f"starts[{i}] is missing the order parameter(s) {missing}")
+            guesses.append(lay.pack({k: check_array(f"starts[{i}][{k!r}]", s[k], shapes[k])
+                                     for k in ORDER_PARAMETERS}))
+        else:
+            y = np.asarray(s, dtype=np.float64)
+            lay.unpack(y)  # raises, naming the expected length, if the shape is wrong
+            if not np.all(np.isfinite(y)):
+                raise ValueError(f"starts[{i}] must be finite, got {y.tolist()}")
+            guesses.append(y)
     if default_starts:
         rng = np.random.default_rng(seed)
         rand = [_random_state(p, rng, scale) for scale in
@@ -964,3 +975,40 @@ def _schedule_settled(p: Params, t_end: float) -> bool:
 def _eg_of(p: Params, s: Mapping[str, Array]) -> float:
     return float(observables.derived(*(s[k] for k in ORDER_PARAMETERS), rho=p.rho_vec,
                                      eta=p.eta, beta=p.beta_inf, lam=p.lam).eg)
+
+
+def stability_task(p: Params, thresholds: bool = True) -> xr.Dataset:
+    """The sweep task ``"stability"``: the stable fixed point of ``p`` as one dataset.
+
+    Holds the fixed point's order parameters (dims as in simulation results), eps_g,
+    rate, loss, the largest real part of the Jacobian's eigenvalues (``max_real``; -1/it
+    is the slowest time scale), how many fixed points were found, and, with
+    ``thresholds``, the numerically found collapse threshold of every factor. Where no
+    fixed point is stable (tau beyond the step-size limit) ``stable`` is False and the
+    state is NaN: that is data about the grid point, not a failure.
+    """
+    fps = fixed_points(p)
+    stable = [f for f in fps if f.stable]
+    fp = stable[0] if stable else None
+    state = fp.state if fp is not None else {
+        k: np.full(shape, np.nan) for k, shape in state_shapes(p).items()}
+    data: dict[str, Any] = {k: (DIMS[k], np.asarray(state[k])) for k in ORDER_PARAMETERS}
+    for name in ("eg", "rate", "loss", "max_real"):
+        data[name] = ((), float(getattr(fp, name)) if fp is not None else np.nan)
+    data["stable"] = ((), fp is not None)
+    data["n_fixed_points"] = ((), len(fps))
+    if thresholds:
+        data["collapse_threshold"] = (("factor",), np.array(
+            [float(collapse_threshold(p, factor=k)) for k in range(p.M_star)]))
+    return xr.Dataset(data, coords={"latent": np.arange(p.M), "latent2": np.arange(p.M),
+                                    "factor": np.arange(p.M_star)},
+                      attrs={**p.to_attrs(), "kind": "stability"})
+
+
+def _register_sweep_task() -> None:
+    from .sweep import register_task
+
+    register_task("stability", stability_task, replace=True)
+
+
+_register_sweep_task()
