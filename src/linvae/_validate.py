@@ -53,7 +53,7 @@ def check_array(name: str, value: Any, shape: tuple[int, ...], *,
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array of real numbers, got {value!r}") from exc
     if a.shape != shape:
-        if a.size == 1 and math.prod(shape) == 1:
+        if a.ndim == 0 and math.prod(shape) == 1:  # a bare number for a 1-entry array
             a = a.reshape(shape)
         else:
             raise ValueError(f"{name} must have shape {shape}, got shape {a.shape}")

@@ -20,9 +20,20 @@ from ._validate import check_array
 from .observables import ORDER_PARAMETERS
 from .params import Params
 
-__all__ = ["DIMS", "make_dataset", "parse_state", "state_of", "time_grid"]
+__all__ = [
+    "DIMS",
+    "MAX_RECORDS",
+    "make_dataset",
+    "parse_state",
+    "state_of",
+    "state_shapes",
+    "time_grid",
+]
 
 Array = NDArray[np.float64]
+
+#: Most recorded times a run may ask for (a bound on memory, and on what anyone can plot).
+MAX_RECORDS = 1e8
 
 #: Matrix dims of each order parameter (after any replica/t dims).
 DIMS: dict[str, tuple[str, ...]] = {
@@ -46,7 +57,8 @@ _LONG_NAMES = {
 }
 
 
-def _shapes(p: Params) -> dict[str, tuple[int, ...]]:
+def state_shapes(p: Params) -> dict[str, tuple[int, ...]]:
+    """Shapes of the order parameters m, d, Q, E, R, D for the sizes of ``p``."""
     M, Ms = p.M, p.M_star
     return {"m": (M, Ms), "d": (M, Ms), "Q": (M, M), "E": (M, M), "R": (M, M), "D": (M,)}
 
@@ -97,13 +109,17 @@ def parse_state(init: xr.Dataset | Mapping[str, Any], params: Params, *,
 
     Raises ValueError naming the order parameter and the rule it breaks.
     """
+    if not isinstance(init, (Mapping, xr.Dataset)):
+        raise TypeError(f"{name} must be a mapping of the order parameters "
+                        f"{', '.join(ORDER_PARAMETERS)} or a dataset slice, got "
+                        f"{type(init).__name__}")
     if isinstance(init, xr.Dataset):
         extra = [d for d in ("replica", "t") if d in init.dims]
         if extra:
             raise ValueError(f"{name} must be a single state: select one point along "
                              f"{extra} first (e.g. ds.isel(replica=0, t=0) or ds.mean('replica'))")
     raw = state_of(init)
-    shapes = _shapes(params)
+    shapes = state_shapes(params)
     state = {k: check_array(f"{name}[{k!r}]", raw[k], shapes[k]) for k in ORDER_PARAMETERS}
     if not np.all(state["D"] > 0):
         raise ValueError(f"{name}['D'] must be > 0 elementwise, got {state['D'].tolist()}")
@@ -130,10 +146,15 @@ def time_grid(t_max: float, record_every: float, times: ArrayLike | None = None,
     if times is not None:
         grid = np.asarray(times, dtype=np.float64)
         if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
-            raise ValueError(f"{name} must be a non-empty 1-d array of finite times")
+            raise ValueError(f"{name} must be a non-empty 1-d array of finite times, got "
+                             f"{np.array2string(grid, threshold=6)}")
         if np.any(np.diff(grid) <= 0) or grid[0] < 0 or grid[-1] > t_max * (1 + 1e-12):
-            raise ValueError(f"{name} must be strictly increasing within [0, t_max={t_max:g}]")
+            raise ValueError(f"{name} must be strictly increasing within [0, t_max={t_max:g}], "
+                             f"got {np.array2string(grid, threshold=6)}")
         return np.minimum(grid, t_max)
+    if t_max / record_every > MAX_RECORDS:
+        raise ValueError(f"record_every={record_every:g} with t_max={t_max:g} asks for "
+                         f"{t_max / record_every:.3g} recorded times; at most {MAX_RECORDS:.0e}")
     # a small slack so that t_max = k * record_every is recorded despite rounding
     n = math.floor(t_max / record_every * (1 + 1e-12) + 1e-9)
     grid = record_every * np.arange(n + 1, dtype=np.float64)

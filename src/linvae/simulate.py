@@ -183,12 +183,20 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
             raise ValueError(f"N must be >= M_star + 2 M = {K} to realise a prescribed init, "
                              f"got {N}")
 
+    if t_max * N > 2.0**62:  # steps are counted in int64
+        raise ValueError(f"t_max={t_max:g} at N={N} means {t_max * N:.3g} steps, beyond the "
+                         f"engine's limit of 2^62")
     itemsize = 8 if dtype == "float64" else 4
-    need = S * ((2 * p.M + p.M_star + 1) * N * itemsize + 40 * N)  # weights, x, noise streams
+    weights = S * ((2 * p.M + p.M_star + 1) * N * itemsize + 40 * N)  # W, V, W*, x, streams
+    T_est = np.size(times) if times is not None else t_max / record_every + 2
+    records = T_est * (S * (2 * p.M * p.M_star + 3 * p.M * p.M + p.M) + 2) * 8
     avail = _available_memory()
-    if need > avail:
-        raise MemoryError(f"N={N} with seeds={S} needs about {need / 2**30:.1f} GiB for the "
-                          f"weights, but only {avail / 2**30:.1f} GiB of memory is available")
+    if weights + records > avail:  # say so before allocating, naming what dominates
+        what = (f"N={N} with seeds={S} needs about {weights / 2**30:.1f} GiB for the weights"
+                if weights >= records else
+                f"record_every={record_every:g} with t_max={t_max:g} and seeds={S} records "
+                f"{T_est:.3g} times, which needs about {records / 2**30:.3g} GiB")
+        raise MemoryError(f"{what}, but only {avail / 2**30:.1f} GiB of memory is available")
 
     steps = record_steps(N, t_max, record_every, times)
     total = round(t_max * N)
