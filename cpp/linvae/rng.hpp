@@ -290,14 +290,22 @@ public:
     }
 
     // out[i] = +-1 with probability 1/2 each (Rademacher): the cheaper noise with the
-    // Gaussian's first two moments. 64 signs per word of lane 0.
+    // Gaussian's first two moments. Bit j of the words of lane 0, in order, gives the sign
+    // of element j; each byte is expanded through a table of its eight signs.
     void fill_signs(double* out, std::size_t n) {
+        static const auto table = [] {
+            std::array<std::array<double, 8>, 256> t{};
+            for (int byte = 0; byte < 256; ++byte)
+                for (int j = 0; j < 8; ++j) t[byte][j] = (byte >> j) & 1 ? 1.0 : -1.0;
+            return t;
+        }();
         Xoshiro256pp& g = lanes_[0];
         for (std::size_t i = 0; i < n; i += 64) {
             std::uint64_t bits = g.next();
             const std::size_t m = std::min<std::size_t>(64, n - i);
-            for (std::size_t j = 0; j < m; ++j, bits >>= 1)
-                out[i + j] = (bits & 1) ? 1.0 : -1.0;
+            std::size_t j = 0;
+            for (; j + 8 <= m; j += 8, bits >>= 8) std::memcpy(out + i + j, table[bits & 0xff].data(), 64);
+            for (int k = 0; j < m; ++j, ++k) out[i + j] = table[bits & 0xff][k];
         }
     }
 
