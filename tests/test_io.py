@@ -37,3 +37,11 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     ds = linvae.simulate(linvae.Params(), N=100, t_max=0.1, progress=False)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         save(ds, tmp_path / "nowhere" / "run.nc")
+
+
+def test_dataset_over_a_parameter_grid_round_trips(tmp_path: Path) -> None:
+    # a phase diagram over rho carries no single rho attribute; it must still load
+    ds = linvae.simulate(linvae.Params(), N=100, t_max=0.1, progress=False)
+    del ds.attrs["rho"]
+    back = load(save(ds, tmp_path / "grid.nc"))
+    xr.testing.assert_identical(ds, back)

@@ -268,8 +268,11 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
     ax.legend(fontsize=fs - 1, frameon=False)
     if phase is not None:
         ax = axes[2]
+        from matplotlib.colors import PowerNorm
+
+        # a power norm: the rate spans decades, and the small values near the boundary matter
         pm = ax.pcolormesh(phase["beta"].values, phase["rho"].values, phase["rate"].values,
-                           shading="nearest", cmap=STYLE["cmap"])
+                           shading="nearest", cmap=STYLE["cmap"], norm=PowerNorm(0.3))
         fig.colorbar(pm, ax=ax, label="rate at the stable fixed point")
         ax.plot(phase["threshold"].values, phase["rho"].values, color="w", lw=lw,
                 label="threshold (numerical)")

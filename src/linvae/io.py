@@ -78,6 +78,9 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         return atomic_write(path, lambda tmp: out.to_netcdf(tmp, engine="netcdf4"))
 
 
+_PARAMS_ATTRS = {"M", "M_star", "rho", "eta", "lam", "tau", "beta_schedule"}
+
+
 def load(path: str | os.PathLike[str]) -> xr.Dataset:
     """Read a dataset written by :func:`save`, fully into memory, with its types restored."""
     with NETCDF_LOCK:
@@ -87,7 +90,9 @@ def load(path: str | os.PathLike[str]) -> xr.Dataset:
             attrs = {k: v for k, v in ds[name].attrs.items() if k != "dtype"}
             ds[name] = ds[name].astype(bool)
             ds[name].attrs = attrs
-    if "beta_schedule" in ds.attrs:  # netCDF turns a length-1 rho into a scalar: restore it
+    # netCDF turns a length-1 rho into a scalar: restore the attributes a Params wrote
+    # (datasets over a grid of parameters, such as a phase diagram, lack some of them)
+    if _PARAMS_ATTRS <= ds.attrs.keys():
         ds.attrs.update(Params.from_attrs(ds.attrs).to_attrs())
     return ds
 

@@ -65,8 +65,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 150) -> Pa
     return io.atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
 
 
-def _describe(attrs: Mapping[str, Any]) -> str:
-    """A short parameter line from dataset attributes."""
+def _describe(attrs: Mapping[str, Any], *, swept: tuple[str, ...] = ()) -> str:
+    """A short parameter line from dataset attributes, leaving out the ``swept`` ones."""
     try:
         p = Params.from_attrs(dict(attrs))
     except (KeyError, TypeError, ValueError):
@@ -74,7 +74,10 @@ def _describe(attrs: Mapping[str, Any]) -> str:
     rho = np.atleast_1d(p.rho_vec)
     rho_s = f"{rho[0]:g}" if np.all(rho == rho[0]) else "(" + ", ".join(f"{r:g}" for r in rho) + ")"
     beta = f"{p.beta_inf:g}" if p.beta.is_constant else f"{p.beta.to_dict().get('kind', 'schedule')}→{p.beta_inf:g}"
-    s = f"M={p.M}, M*={p.M_star}, ρ={rho_s}, η={p.eta:g}, β={beta}, λ={p.lam:g}, τ={p.tau:g}"
+    parts = {"M": f"M={p.M}", "M_star": f"M*={p.M_star}", "rho": f"ρ={rho_s}",
+             "eta": f"η={p.eta:g}", "beta": f"β={beta}", "lam": f"λ={p.lam:g}",
+             "tau": f"τ={p.tau:g}"}
+    s = ", ".join(v for k, v in parts.items() if k not in swept)
     if "N" in attrs:
         s = f"N={int(attrs['N'])}, " + s
     return s
@@ -276,7 +279,8 @@ def _fig_collapse(out: Path, s: Mapping[str, Any]) -> Family:
                                        rhos=np.linspace(0.0, 3.0, 16))
         fam.files.append(io.save(phase, out / "collapse_phase.nc"))
     fig = findings.plot_collapse(sweep, phase)
-    _suptitle(fig, f"Posterior collapse: stable fixed point vs β ({_describe(p.to_attrs())})")
+    _suptitle(fig, f"Posterior collapse: stable fixed point vs β "
+                   f"({_describe(p.to_attrs(), swept=('beta',))})")
     fam.files += _save_pair(fig, out, "collapse")
     fam.lines.append(f"Parameters: {p} (β swept over {len(s['betas'])} values in "
                      f"[{s['betas'][0]:g}, {s['betas'][-1]:g}]).")
