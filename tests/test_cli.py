@@ -241,3 +241,29 @@ def test_compare_and_stability(tmp_path: Path) -> None:
 
     res = json.loads((tmp_path / "st.json").read_text())
     assert abs(res["thresholds"]["collapse_0"]["value"] - 2.0) < 1e-3
+
+
+def test_sweep_shards_cover_the_grid_and_merge(tmp_path: Path) -> None:
+    out = tmp_path / "sw"
+    base = ("--quiet", "sweep", "--axis", "beta", "0.5", "2.5", "--axis", "N", "200", "400",
+            "--t-max", "0.5", "--replicas", "2", "--executor", "serial", "--out", str(out))
+    for shard in ("0/2", "1/2"):
+        r = cli_run(*base, "--shard", shard)
+        assert r.returncode == 0, r.stderr
+    assert len(list(out.glob("*.nc"))) == 4
+    r = cli_run("--quiet", "sweep", "--merge", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    ds = linvae.io.load(out / "merged.nc")
+    assert dict(ds.sizes)["beta"] == 2
+    assert dict(ds.sizes)["N"] == 2
+    assert (ds.status.values == "ok").all()
+    # a re-run of a shard finds its points done and recomputes nothing
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.nc") if p.name != "merged.nc"}
+    assert cli_run(*base, "--shard", "0/2").returncode == 0
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.nc") if p.name != "merged.nc"}
+    assert before == after
+
+
+def test_sweep_bad_shard_is_one_line() -> None:
+    r = cli_run("sweep", "--axis", "beta", "0.5", "--shard", "x")
+    assert "--shard must be i/n" in one_line_error(r)

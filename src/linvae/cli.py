@@ -326,7 +326,62 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------
 
-COMMANDS = ("info", "simulate", "ode", "compare", "stability", "plot", "reproduce")
+def _axis_value(text: str) -> Any:
+    """A grid value from the command line: an int, a float, or else the string itself."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _shard(text: str | None) -> Any:
+    if text is None or text == "env":
+        return text
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must be i/n (e.g. 3/16) or env, got {text!r}") from None
+    return (i, n)
+
+
+# the settings each task takes from the sweep command line (grid axes win over them)
+SWEEP_SETTINGS = {"simulate": ("N", "t_max", "record_every", "seed"),
+                  "ode": ("t_max", "record_every"), "stability": ()}
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import Grid, open_sweep, sweep
+
+    if args.merge:
+        ds = open_sweep(args.out)
+        target = args.to if args.to is not None else Path(args.out) / "merged.nc"
+        t0 = time.perf_counter()
+        args.out = target
+        log.info("merged %s: %s", target, dict(ds.sizes))
+        return _save_result(ds, args, t0)
+    shard = _shard(args.shard)
+    if not args.axis:
+        raise UsageError("give at least one grid axis, e.g. --axis beta 0.5 1.0 1.5")
+    axes: dict[str, Any] = {}
+    for name, *values in args.axis:
+        if not values:
+            raise UsageError(f"--axis {name} needs at least one value")
+        axes[name] = [_axis_value(v) for v in values]
+    replicas = args.replicas if args.task == "simulate" else None
+    grid = Grid.zip(replicas=replicas, **axes) if args.zip else Grid(replicas=replicas, **axes)
+    settings = {k: getattr(args, k) for k in SWEEP_SETTINGS[args.task] if k not in axes}
+    p = _params(args)
+    log.info("sweep %s over %s -> %s", args.task,
+             dict(zip(grid.dims, grid.shape, strict=True)), args.out)
+    res = sweep(p, grid, task=args.task, out=args.out, executor=args.executor,
+                max_workers=args.workers, threads_per_task=args.threads_per_task,
+                shard=shard, progress=not args.quiet, **settings)
+    return 0 if res.ok else 1
+
+
+COMMANDS = ("info", "simulate", "ode", "compare", "stability", "plot", "reproduce", "sweep")
 
 
 def _add_init_flags(group: argparse._ArgumentGroup, default: str, choices: Sequence[str]
@@ -487,6 +542,46 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run only these figure families")
     rp.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
     rp.set_defaults(func=cmd_reproduce)
+
+    # sweep
+    sw = add("sweep", "run a grid of parameters, resumable, on processes or a cluster",
+             "Run a task at every point of a grid of parameters; each point writes its own "
+             "result file (named by a hash of its parameters) into --out, so a re-run skips "
+             "finished points and an interrupted sweep resumes. Failed points are recorded "
+             "and the rest go on. Axes may be any model symbol (M, M_star, rho, eta, beta, "
+             "lam, tau) or a task setting (N, t_max, record_every, seed). On a cluster "
+             "without Dask, run shards of the grid as a job array (--shard env reads "
+             "SLURM_ARRAY_TASK_ID), then merge with --merge.")
+    _add_common(sw)
+    _add_model_flags(sw)
+    run = sw.add_argument_group("sweep")
+    run.add_argument("--axis", nargs="+", action="append", default=None, metavar="NAME V",
+                     help="a grid axis and its values, e.g. --axis beta 0.5 1 1.5 (repeat "
+                          "for more axes: cartesian product)")
+    run.add_argument("--zip", action="store_true", help="vary the axes together instead")
+    run.add_argument("--task", choices=list(SWEEP_SETTINGS), default="simulate",
+                     help="what to run at each point")
+    run.add_argument("--out", type=Path, default=Path("linvae-sweep"),
+                     help="output folder of the sweep")
+    run.add_argument("--N", type=int, default=10_000, help="input dimension N (simulate)")
+    run.add_argument("--t-max", type=float, default=20.0, help="length in t = steps/N")
+    run.add_argument("--record-every", type=float, default=0.5, help="spacing of records")
+    run.add_argument("--replicas", type=int, default=4,
+                     help="independent replicas per point (simulate)")
+    run.add_argument("--seed", type=int, default=0, help="base seed (simulate)")
+    run.add_argument("--executor", choices=["local", "serial", "dask"], default="local",
+                     help="local processes, in-process, or the current dask Client")
+    run.add_argument("--workers", type=int, default=None,
+                     help="worker processes (default: CPUs // threads per task)")
+    run.add_argument("--threads-per-task", type=int, default=1,
+                     help="OpenMP threads of each task (workers x threads <= cores)")
+    run.add_argument("--shard", default=None, metavar="i/n",
+                     help="run only the points of shard i of n, or 'env' for a SLURM array")
+    run.add_argument("--merge", action="store_true",
+                     help="merge the results in --out into one netCDF file and exit")
+    run.add_argument("--to", type=Path, default=None,
+                     help="with --merge: the merged file (default: OUT/merged.nc)")
+    sw.set_defaults(func=cmd_sweep)
 
     parser._linvae_subparsers = parsers  # type: ignore[attr-defined]
     return parser
