@@ -126,3 +126,32 @@ def test_engine_rejects_bad_output_arrays() -> None:
         e.run(np.full(3, 0.5), np.array([2, 1]), *ok, rec_start=0, threads=1)
     with pytest.raises(ValueError, match="fit"):
         e.run(np.full(3, 0.5), np.array([0, 3]), *ok, rec_start=1, threads=1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("p", [CASES[0], CASES[2], CASES[3]], ids=lambda p: f"M{p.M}Ms{p.M_star}")
+def test_fused_run_equals_numpy_reference(p: linvae.Params, dtype: str) -> None:
+    # The engine's own run (fused passes, hot paths): after each single-step run it holds
+    # the weights before its pending update and the sample it drew, so the NumPy
+    # reference can replay exactly the same samples and must land on the same weights.
+    N = 2000
+    e = make_engine(p, N, seed=9, dtype=dtype)
+    e.init_random(1)
+    st = e.get_state(0)
+    ref = ReferenceSGD(p, N, W=st["W"], V=st["V"], D=st["D"], W_star=st["W_star"])
+    none = np.array([], dtype=np.int64)
+    out = [np.zeros((1, 1, p.M, p.M_star))] * 2 + [np.zeros((1, 1, p.M, p.M))] * 3 + \
+        [np.zeros((1, 1, p.M))]
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    for step in range(6):
+        beta = 0.3 + 0.1 * step
+        e.run(np.array([beta]), none, *out, rec_start=0, threads=1)
+        st = e.get_state(0)
+        if step:  # the weights now include every step before this one
+            np.testing.assert_allclose(st["W"], ref.W, rtol=0, atol=tol)
+            np.testing.assert_allclose(st["V"], ref.V, rtol=0, atol=tol)
+        ref.step(st["x"].astype(np.float64), beta)
+        np.testing.assert_allclose(st["D"], ref.D, rtol=0, atol=1e-12 if dtype == "float64" else 1e-6)
+        if dtype == "float32":  # keep the reference on the engine's rounded weights
+            ref.W[...] = ref.W.astype(np.float32)
+            ref.V[...] = ref.V.astype(np.float32)

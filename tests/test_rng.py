@@ -83,8 +83,9 @@ def test_bit_generator_is_balanced() -> None:
 
 
 def test_simd_and_scalar_paths_give_the_same_numbers() -> None:
-    # The AVX2 fill does exactly the scalar arithmetic four lanes at a time, so the whole
-    # run, not just the generator, is the same bit for bit on either path.
+    # The AVX2 fill and the AVX2 pass (M = M* = 1) do exactly the scalar arithmetic four
+    # lanes at a time, so the whole run, not just the generator, is the same bit for bit
+    # on either path, for both weight types (N = 5001 also exercises the tail rows).
     import linvae
 
     active = _core.build_info()["simd_runtime"]
@@ -92,13 +93,18 @@ def test_simd_and_scalar_paths_give_the_same_numbers() -> None:
         pytest.skip("this CPU or build has only the scalar path")
     try:
         a = _core.NormalStream(5, 1, 2).normal(100_003)
-        sim_a = linvae.simulate(linvae.Params(M=2), N=5000, t_max=0.2, seeds=2, progress=False)
+        runs = {(M, dtype): linvae.simulate(linvae.Params(M=M), N=5001, t_max=0.2, seeds=2,
+                                            dtype=dtype, progress=False)
+                for M in (1, 2) for dtype in ("float64", "float32")}
         _core.set_simd_path("scalar")
         b = _core.NormalStream(5, 1, 2).normal(100_003)
-        sim_b = linvae.simulate(linvae.Params(M=2), N=5000, t_max=0.2, seeds=2, progress=False)
+        for (M, dtype), sim_a in runs.items():
+            sim_b = linvae.simulate(linvae.Params(M=M), N=5001, t_max=0.2, seeds=2,
+                                    dtype=dtype, progress=False)
+            for k in ("m", "d", "Q", "E", "R", "D"):
+                assert np.array_equal(sim_a[k].values, sim_b[k].values), (M, dtype, k)
     finally:
         _core.set_simd_path(active)
     assert np.array_equal(a, b)
-    assert np.array_equal(sim_a.Q.values, sim_b.Q.values)
     with pytest.raises(ValueError, match="simd path"):
         _core.set_simd_path("sse9")

@@ -323,6 +323,24 @@ private:
                                                rep.Ws.data(), rep.x.data(), rep.pending, noise, cs,
                                                se, L_, slot);
         };
+        if constexpr (MC == 1 && MSC == 1) {
+            if (rep.has_pending && gen) {  // the hot path of every step
+                const M1Coeffs k{rep.pending.Wmat[0], rep.pending.cW[0], rep.pending.vscale,
+                                 rep.pending.cV[0], se, cs[0]};
+                Real* W = rep.W.data();
+                Real* V = rep.V.data();
+                const Real* Ws = rep.Ws.data();
+                Real* x = rep.x.data();
+#ifdef LINVAE_HAVE_AVX2_PATH
+                if (active_simd_path() == SimdPath::kAvx2) {
+                    if (rec) return block_pass_m1_avx2<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+                    return block_pass_m1_avx2<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+                }
+#endif
+                if (rec) return block_pass_m1<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+                return block_pass_m1<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+            }
+        }
         using T = std::true_type;
         using F = std::false_type;
         switch (code) {

@@ -13,6 +13,8 @@
 #include <array>
 #include <cstdint>
 
+#include "rng.hpp"  // SIMD detection and <immintrin.h>
+
 namespace linvae {
 
 // Largest M and M* handled by the generic (runtime-size) instantiation.
@@ -134,5 +136,131 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
         }
     }
 }
+
+// The hot path, M = M* = 1 with a pending update and a new sample: the same arithmetic
+// as block_pass, but rows are dealt to 4 lanes by row index (row i0 + j to lane j % 4),
+// each lane summing its own rows; the lanes are added as ((l0 + l1) + l2) + l3. The
+// scalar and the AVX2 version do exactly this, so they agree bit for bit.
+struct M1Coeffs {
+    double wm, cw, vs, cv, se, cs;
+};
+
+template <class Real, bool REC>
+struct M1Lanes {
+    double q[4] = {}, a[4] = {}, b[4] = {};
+    double m[4] = {}, d[4] = {}, E[4] = {}, R[4] = {};
+
+    // one row on lane l: the arithmetic of block_pass for M = M* = 1
+    inline void row(int l, std::int64_t i, Real* __restrict W, Real* __restrict V,
+                    const Real* __restrict Ws, Real* __restrict x, double noise,
+                    const M1Coeffs& k) {
+        const double xo = static_cast<double>(x[i]);
+        const double ws = static_cast<double>(Ws[i]);
+        const Real wr = static_cast<Real>(xo * k.cw + static_cast<double>(W[i]) * k.wm);
+        const Real vr = static_cast<Real>(k.vs * static_cast<double>(V[i]) - xo * k.cv);
+        W[i] = wr;
+        V[i] = vr;
+        const double w = static_cast<double>(wr), v = static_cast<double>(vr);
+        q[l] += w * w;
+        if constexpr (REC) {
+            m[l] += w * ws;
+            d[l] += v * ws;
+            R[l] += w * v;
+            E[l] += v * v;
+        }
+        const Real xr = static_cast<Real>(k.se * noise + ws * k.cs);
+        x[i] = xr;
+        const double xi = static_cast<double>(xr);
+        a[l] += w * xi;
+        b[l] += v * xi;
+    }
+
+    static double total(const double* t) { return ((t[0] + t[1]) + t[2]) + t[3]; }
+
+    void write(const SumLayout& L, double* out) const {
+        out[L.a] = total(a);
+        out[L.b] = total(b);
+        out[L.Q] = total(q);
+        if constexpr (REC) {
+            out[L.m] = total(m);
+            out[L.d] = total(d);
+            out[L.R] = total(R);
+            out[L.E] = total(E);
+        }
+    }
+};
+
+template <class Real, bool REC>
+void block_pass_m1(std::int64_t i0, std::int64_t i1, Real* __restrict W, Real* __restrict V,
+                   const Real* __restrict Ws, Real* __restrict x, const M1Coeffs& k,
+                   const double* __restrict noise, const SumLayout& L, double* __restrict out) {
+    M1Lanes<Real, REC> acc;
+    std::int64_t i = i0;
+    for (; i + 4 <= i1; i += 4)
+        for (int l = 0; l < 4; ++l) acc.row(l, i + l, W, V, Ws, x, noise[i + l - i0], k);
+    for (int l = 0; i < i1; ++i, ++l) acc.row(l, i, W, V, Ws, x, noise[i - i0], k);
+    acc.write(L, out);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// Four rows of Real at a time as doubles (float32 weights are widened exactly).
+__attribute__((target("avx2"))) inline __m256d load4(const double* p) { return _mm256_loadu_pd(p); }
+__attribute__((target("avx2"))) inline __m256d load4(const float* p) {
+    return _mm256_cvtps_pd(_mm_loadu_ps(p));
+}
+// Round to Real (as a scalar cast does), store, and return the stored values as doubles.
+__attribute__((target("avx2"))) inline __m256d store4(double* p, __m256d v) {
+    _mm256_storeu_pd(p, v);
+    return v;
+}
+__attribute__((target("avx2"))) inline __m256d store4(float* p, __m256d v) {
+    const __m128 f = _mm256_cvtpd_ps(v);
+    _mm_storeu_ps(p, f);
+    return _mm256_cvtps_pd(f);
+}
+
+template <class Real, bool REC>
+__attribute__((target("avx2"))) void block_pass_m1_avx2(
+        std::int64_t i0, std::int64_t i1, Real* __restrict W, Real* __restrict V,
+        const Real* __restrict Ws, Real* __restrict x, const M1Coeffs& k,
+        const double* __restrict noise, const SumLayout& L, double* __restrict out) {
+    const __m256d wm = _mm256_set1_pd(k.wm), cw = _mm256_set1_pd(k.cw);
+    const __m256d vs = _mm256_set1_pd(k.vs), cv = _mm256_set1_pd(k.cv);
+    const __m256d se = _mm256_set1_pd(k.se), cs = _mm256_set1_pd(k.cs);
+    __m256d q = _mm256_setzero_pd(), a = q, b = q, m = q, d = q, E = q, R = q;
+    std::int64_t i = i0;
+    for (; i + 4 <= i1; i += 4) {
+        const __m256d xo = load4(x + i), ws = load4(Ws + i);
+        // the scalar expressions, in the same order, without fused multiply-adds
+        const __m256d w = store4(W + i, _mm256_add_pd(_mm256_mul_pd(xo, cw),
+                                                      _mm256_mul_pd(load4(W + i), wm)));
+        const __m256d v = store4(V + i, _mm256_sub_pd(_mm256_mul_pd(vs, load4(V + i)),
+                                                      _mm256_mul_pd(xo, cv)));
+        q = _mm256_add_pd(q, _mm256_mul_pd(w, w));
+        if constexpr (REC) {
+            m = _mm256_add_pd(m, _mm256_mul_pd(w, ws));
+            d = _mm256_add_pd(d, _mm256_mul_pd(v, ws));
+            R = _mm256_add_pd(R, _mm256_mul_pd(w, v));
+            E = _mm256_add_pd(E, _mm256_mul_pd(v, v));
+        }
+        const __m256d xi = store4(x + i, _mm256_add_pd(_mm256_mul_pd(se, _mm256_loadu_pd(noise + (i - i0))),
+                                                      _mm256_mul_pd(ws, cs)));
+        a = _mm256_add_pd(a, _mm256_mul_pd(w, xi));
+        b = _mm256_add_pd(b, _mm256_mul_pd(v, xi));
+    }
+    M1Lanes<Real, REC> acc;
+    _mm256_storeu_pd(acc.q, q);
+    _mm256_storeu_pd(acc.a, a);
+    _mm256_storeu_pd(acc.b, b);
+    if constexpr (REC) {
+        _mm256_storeu_pd(acc.m, m);
+        _mm256_storeu_pd(acc.d, d);
+        _mm256_storeu_pd(acc.R, R);
+        _mm256_storeu_pd(acc.E, E);
+    }
+    for (int l = 0; i < i1; ++i, ++l) acc.row(l, i, W, V, Ws, x, noise[i - i0], k);
+    acc.write(L, out);
+}
+#endif
 
 }  // namespace linvae
