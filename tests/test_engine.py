@@ -129,7 +129,9 @@ def test_engine_rejects_bad_output_arrays() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("p", [CASES[0], CASES[2], CASES[3]], ids=lambda p: f"M{p.M}Ms{p.M_star}")
+@pytest.mark.parametrize("p", [*CASES, linvae.Params(M=4, M_star=1, lam=0.1),
+                               linvae.Params(M=8, M_star=2, rho=[2.0, 1.0], tau=0.3)],
+                         ids=lambda p: f"M{p.M}Ms{p.M_star}")
 def test_fused_run_equals_numpy_reference(p: linvae.Params, dtype: str) -> None:
     # The engine's own run (fused passes, hot paths): after each single-step run it holds
     # the weights before its pending update and the sample it drew, so the NumPy

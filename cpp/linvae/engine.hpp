@@ -302,6 +302,9 @@ private:
         switch (cfg_.M) {
             case 1: return dispatch_ms<1>(rep, gen, rec, i0, i1, noise, cs, se, slot);
             case 2: return dispatch_ms<2>(rep, gen, rec, i0, i1, noise, cs, se, slot);
+            case 3: return dispatch_ms<3>(rep, gen, rec, i0, i1, noise, cs, se, slot);
+            case 4: return dispatch_ms<4>(rep, gen, rec, i0, i1, noise, cs, se, slot);
+            case 8: return dispatch_ms<8>(rep, gen, rec, i0, i1, noise, cs, se, slot);
             default: return dispatch_ms<0>(rep, gen, rec, i0, i1, noise, cs, se, slot);
         }
     }
