@@ -127,7 +127,7 @@ def parse_state(init: xr.Dataset | Mapping[str, Any], params: Params, *,
         if not np.allclose(state[k], state[k].T, rtol=1e-10, atol=1e-12):
             raise ValueError(f"{name}[{k!r}] must be symmetric, got {state[k].tolist()}")
         state[k] = 0.5 * (state[k] + state[k].T)
-    G = observables.gram_matrix(*(state[k] for k in ORDER_PARAMETERS[:5]))  # m, d, Q, E, R
+    G = observables.state_gram(state)
     lam_min = float(np.linalg.eigvalsh(G)[0])
     if lam_min < -psd_tol * max(1.0, float(np.abs(G).max())):
         raise ValueError(

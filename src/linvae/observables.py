@@ -8,6 +8,7 @@ two can only differ by their order parameters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "gram_matrix",
     "gram_sqrt",
     "moments",
+    "state_gram",
 ]
 
 #: Names of the order parameters, in the order used throughout the package.
@@ -104,6 +106,12 @@ def gram_matrix(m: Array, d: Array, Q: Array, E: Array, R: Array) -> Array:
     G[..., b:, a:b] = _T(R)
     G[..., b:, b:] = E
     return G
+
+
+def state_gram(state: Mapping[str, ArrayLike]) -> Array:
+    """The Gram matrix of a state given as a mapping with m, d, Q, E, R (any extra keys,
+    such as D, are ignored), over leading axes."""
+    return gram_matrix(*(np.asarray(state[k], dtype=np.float64) for k in ORDER_PARAMETERS[:5]))
 
 
 def gram_sqrt(G: Array) -> Array:

@@ -36,7 +36,7 @@ from scipy.integrate import solve_ivp
 from . import observables
 from ._validate import check_real
 from .dataset import make_dataset, parse_state, time_grid
-from .observables import ORDER_PARAMETERS
+from .observables import _T, ORDER_PARAMETERS  # the matrix transpose over leading axes
 from .params import Params
 
 __all__ = [
@@ -63,10 +63,6 @@ State = dict[str, Array]
 METHODS = ("LSODA", "Radau", "BDF", "RK45", "RK23", "DOP853")
 #: Solvers that use the Jacobian (it is passed to them analytically).
 STIFF_METHODS = ("LSODA", "Radau", "BDF")
-
-
-def _T(a: Array) -> Array:
-    return np.swapaxes(a, -1, -2)
 
 
 # ---------------------------------------------------------------------------------------
@@ -341,8 +337,7 @@ def overlap_state(params: Params, overlap: float = 0.5) -> State:
 
 def min_gram_eigenvalue(state: Mapping[str, ArrayLike]) -> Array:
     """Smallest eigenvalue of the Gram matrix (MODEL.md section 7), over leading axes."""
-    G = observables.gram_matrix(*(np.asarray(state[k], dtype=np.float64)
-                                  for k in ("m", "d", "Q", "E", "R")))
+    G = observables.state_gram(state)
     return np.asarray(np.linalg.eigvalsh(G)[..., 0])
 
 
@@ -457,7 +452,7 @@ def integrate(p: Params, t_max: float = 20.0, init: Mapping[str, ArrayLike] | xr
 
     def gram_event(t: float, y: Array) -> float:
         s = lay.unpack(y)
-        G = observables.gram_matrix(s["m"], s["d"], s["Q"], s["E"], s["R"])
+        G = observables.state_gram(s)
         scale = max(1.0, float(np.abs(G).max()))
         return float(np.linalg.eigvalsh(G)[0]) / scale + psd_tol
 
@@ -506,8 +501,7 @@ def integrate(p: Params, t_max: float = 20.0, init: Mapping[str, ArrayLike] | xr
         return partial
 
     # the event only sees sign changes between steps; check the recorded points too
-    G_scale = np.maximum(1.0, np.abs(observables.gram_matrix(
-        ops["m"], ops["d"], ops["Q"], ops["E"], ops["R"])).max(axis=(-2, -1)))
+    G_scale = np.maximum(1.0, np.abs(observables.state_gram(ops)).max(axis=(-2, -1)))
     bad = np.flatnonzero((lam_min / G_scale < -psd_tol) | np.any(ops["D"] <= 0, axis=-1))
     if bad.size:
         i = int(bad[0])

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .dataset import parse_state
-from .observables import ORDER_PARAMETERS, gram_matrix, gram_sqrt
+from .observables import gram_sqrt, state_gram
 from .params import Params
 
 __all__ = ["ReferenceSGD", "orthonormal_teacher"]
@@ -62,8 +62,7 @@ class ReferenceSGD:
         rng = np.random.default_rng(seed)
         Ms, M = params.M_star, params.M
         frame, _ = np.linalg.qr(rng.standard_normal((N, Ms + 2 * M)))
-        G = gram_matrix(*(st[k] for k in ORDER_PARAMETERS[:5]))  # m, d, Q, E, R
-        cols = np.sqrt(N) * frame @ gram_sqrt(G)
+        cols = np.sqrt(N) * frame @ gram_sqrt(state_gram(st))
         return cls(params, N, W=cols[:, Ms:Ms + M], V=cols[:, Ms + M:], D=st["D"],
                    W_star=cols[:, :Ms], rng=rng)
 

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core, io
 from ._validate import check_int, check_real
 from .dataset import make_dataset, parse_state, time_grid
-from .observables import ORDER_PARAMETERS, gram_matrix, gram_sqrt
+from .observables import ORDER_PARAMETERS, gram_sqrt, state_gram
 from .params import Params
 
 __all__ = ["DivergenceWarning", "SimulationInterrupted", "record_steps", "simulate"]
@@ -218,8 +218,7 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
     elif state is None:
         engine.init_random(nthreads)
     else:
-        G = gram_matrix(*(state[k] for k in ORDER_PARAMETERS[:5]))  # m, d, Q, E, R
-        engine.init_prescribed(gram_sqrt(G), state["D"].tolist(), nthreads)
+        engine.init_prescribed(gram_sqrt(state_gram(state)), state["D"].tolist(), nthreads)
 
     attrs = {"kind": "simulation", "N": N, "seed": seed, "replicas": S, "t_max": t_max,
              "record_every": record_every if times is None else float("nan"), "dtype": dtype,

@@ -102,7 +102,7 @@ def _rhs_flat(p: Params) -> Callable[[Array], Array]:
 
 
 def _gram_ok(state: Mapping[str, Array], tol: float = 1e-9) -> bool:
-    G = observables.gram_matrix(*(state[k] for k in ("m", "d", "Q", "E", "R")))
+    G = observables.state_gram(state)
     scale = max(1.0, float(np.abs(G).max()))
     return bool(np.all(np.isfinite(G)) and np.linalg.eigvalsh(G)[0] >= -tol * scale
                 and np.all(state["D"] > 0))
