@@ -364,8 +364,10 @@ private:
         const int M = cfg_.M;
         const double N = static_cast<double>(cfg_.N);
         const double sqN = std::sqrt(N), tau = cfg_.tau, lam = cfg_.lam;
-        using Mat = Eigen::MatrixXd;
-        using Vec = Eigen::VectorXd;
+        // sizes known at run time, storage on the stack: no heap allocation per step
+        using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxLatents,
+                                  kMaxLatents>;
+        using Vec = Eigen::Matrix<double, Eigen::Dynamic, 1, 0, kMaxLatents, 1>;
         Vec a(M), b(M), D = Eigen::Map<const Vec>(rep.D.data(), M);
         for (int k = 0; k < M; ++k) {
             a[k] = sums[L_.a + k] / sqN;

@@ -164,10 +164,11 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         raise ValueError(f"noise must be 'gaussian' or 'rademacher', got {noise!r}")
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    max_threads = int(_core.build_info()["max_threads"])
-    nthreads = min(S, max_threads) if threads is None else check_int("threads", threads, ge=1)
-    if p.M > _core.build_info()["max_latents"] or p.M_star > _core.build_info()["max_latents"]:
-        raise ValueError(f"M and M_star must be <= {_core.build_info()['max_latents']} "
+    info = _core.build_info()
+    nthreads = (min(S, int(info["max_threads"])) if threads is None
+                else check_int("threads", threads, ge=1))
+    if max(p.M, p.M_star) > info["max_latents"]:
+        raise ValueError(f"M and M_star must be <= {info['max_latents']} "
                          f"for the engine, got M={p.M}, M_star={p.M_star}")
 
     if isinstance(init, str):
