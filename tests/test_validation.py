@@ -4,8 +4,9 @@ One table row per (entry point, parameter, rule). The documented exceptions are 
 (wrong type), ValueError (wrong value, shape or state) and MemoryError (a run that cannot
 fit in memory, raised before allocating). docs/validation.md is the same table in prose.
 
-Rows marked ``GAP`` are strict xfails: checks the entry point does not make yet. When the
-check is added the row XPASSes, strict mode fails the run, and the marker must go.
+A check an entry point does not make yet can be pinned as a row with
+``pytest.mark.xfail(strict=True)``; once the check exists the row passes, strict mode
+fails the run, and the marker must go.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ P = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, lam=0.0, tau=0.5)
 P22 = Params(M=2, M_star=2, rho=[2.0, 1.0])
 START = {"m": [[0.5]], "d": [[0.5]], "Q": [[1.0]], "E": [[1.0]], "R": [[0.3]], "D": [1.0]}
 NAN, INF = float("nan"), float("inf")
-
-
-def gap(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=f"GAP: {reason}")
 
 
 def case(id_: str, fn: Callable[[], Any], exc: type[BaseException] | tuple[type[BaseException], ...],
