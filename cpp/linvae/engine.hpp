@@ -257,17 +257,24 @@ private:
     // A pass over all blocks. fill(i0, n, buf) provides the n standard normals of block
     // rows [i0, i0 + n) (or, in tests, the supplied x with cs = 0 and sqrt_eta = 1).
     // Leaves the pass's sums in rep.sums and the state's Q in rep.Q.
+    // With from_streams, the hot M = M* = 1 pass takes its normals straight from the
+    // block's stream instead (the same numbers fill would give, without the buffer).
     template <class Fill>
     void pass_blocks(Replica<Real>& rep, bool gen, bool rec, const double* cs, double sqrt_eta,
-                     Fill&& fill) {
+                     Fill&& fill, bool from_streams = false) {
         const std::int64_t N = cfg_.N;
         const std::int64_t nblocks = (N + kBlock - 1) / kBlock;
+        const bool fused = from_streams && gen && rep.has_pending && cfg_.M == 1 && cfg_.Ms == 1;
         auto block = [&](std::int64_t blk) {
             const std::int64_t i0 = blk * kBlock, i1 = std::min(N, i0 + kBlock);
+            double* slot = rep.slots.data() + blk * L_.size;
+            if (fused)
+                return pass_m1(rep, rec, i0, i1,
+                               NoiseStream{&rep.noise[static_cast<std::size_t>(blk)]}, cs,
+                               sqrt_eta, slot);
             double buf[kBlock];
             if (gen) fill(i0, i1 - i0, buf);
-            dispatch_m(rep, gen, rec, i0, i1, buf, cs, sqrt_eta,
-                       rep.slots.data() + blk * L_.size);
+            dispatch_m(rep, gen, rec, i0, i1, buf, cs, sqrt_eta, slot);
         };
 #ifdef _OPENMP
         if (block_threads_ > 1) {
@@ -327,22 +334,8 @@ private:
                                                se, L_, slot);
         };
         if constexpr (MC == 1 && MSC == 1) {
-            if (rep.has_pending && gen) {  // the hot path of every step
-                const M1Coeffs k{rep.pending.Wmat[0], rep.pending.cW[0], rep.pending.vscale,
-                                 rep.pending.cV[0], se, cs[0]};
-                Real* W = rep.W.data();
-                Real* V = rep.V.data();
-                const Real* Ws = rep.Ws.data();
-                Real* x = rep.x.data();
-#ifdef LINVAE_HAVE_AVX2_PATH
-                if (active_simd_path() == SimdPath::kAvx2) {
-                    if (rec) return block_pass_m1_avx2<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-                    return block_pass_m1_avx2<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-                }
-#endif
-                if (rec) return block_pass_m1<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-                return block_pass_m1<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-            }
+            if (rep.has_pending && gen)  // the hot path of every step
+                return pass_m1(rep, rec, i0, i1, NoiseBuffer{noise}, cs, se, slot);
         }
         using T = std::true_type;
         using F = std::false_type;
@@ -356,6 +349,26 @@ private:
             case 6: return call(T{}, T{}, F{});
             default: return call(T{}, T{}, T{});
         }
+    }
+
+    // The M = M* = 1 pass with a pending update and a new sample, on the active SIMD path.
+    template <class Noise>
+    void pass_m1(Replica<Real>& rep, bool rec, std::int64_t i0, std::int64_t i1,
+                 const Noise& noise, const double* cs, double se, double* slot) {
+        const M1Coeffs k{rep.pending.Wmat[0], rep.pending.cW[0], rep.pending.vscale,
+                         rep.pending.cV[0], se, cs[0]};
+        Real* W = rep.W.data();
+        Real* V = rep.V.data();
+        const Real* Ws = rep.Ws.data();
+        Real* x = rep.x.data();
+#ifdef LINVAE_HAVE_AVX2_PATH
+        if (active_simd_path() == SimdPath::kAvx2) {
+            if (rec) return block_pass_m1_avx2<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+            return block_pass_m1_avx2<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+        }
+#endif
+        if (rec) return block_pass_m1<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+        return block_pass_m1<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
     }
 
     // After the pass of step s: g, the D update, the pending update, divergence checks.
@@ -444,7 +457,8 @@ private:
                                 stream.fill_signs(buf, static_cast<std::size_t>(n));
                             else
                                 stream.fill(buf, static_cast<std::size_t>(n));
-                        });
+                        },
+                        /*from_streams=*/!cfg_.rademacher);
             if (rec_now) record(rep, r, next++, sink);
             if (rep.status != kRunning) return;
             finish_step(rep, beta[j]);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 #include "rng.hpp"  // SIMD detection and <immintrin.h>
@@ -190,15 +191,43 @@ struct M1Lanes {
     }
 };
 
-template <class Real, bool REC>
+// Where the standard normals of a block come from: a buffer (Rademacher signs, supplied
+// samples) or straight from the block's stream, group by group, without a buffer. Both
+// hand out groups of four (row i0 + 4g + l gets normal l of group g), then a tail.
+struct NoiseBuffer {
+    const double* p;
+    template <class Sink>
+    void groups(std::size_t n, Sink&& sink) const {
+        for (std::size_t g = 0; g < n; ++g) sink(g, p + 4 * g);
+    }
+    void tail(std::size_t first, std::size_t n, double* out) const {
+        for (std::size_t l = 0; l < n; ++l) out[l] = p[first + l];
+    }
+};
+
+struct NoiseStream {
+    NormalStream* s;
+    template <class Sink>
+    void groups(std::size_t n, Sink&& sink) const {
+        NormalStream::normals4(s->lanes(), n, sink);
+    }
+    void tail(std::size_t, std::size_t n, double* out) const { s->fill_tail(out, n); }
+};
+
+template <class Real, bool REC, class Noise>
 void block_pass_m1(std::int64_t i0, std::int64_t i1, Real* __restrict W, Real* __restrict V,
                    const Real* __restrict Ws, Real* __restrict x, const M1Coeffs& k,
-                   const double* __restrict noise, const SumLayout& L, double* __restrict out) {
+                   const Noise& noise, const SumLayout& L, double* __restrict out) {
     M1Lanes<Real, REC> acc;
-    std::int64_t i = i0;
-    for (; i + 4 <= i1; i += 4)
-        for (int l = 0; l < 4; ++l) acc.row(l, i + l, W, V, Ws, x, noise[i + l - i0], k);
-    for (int l = 0; i < i1; ++i, ++l) acc.row(l, i, W, V, Ws, x, noise[i - i0], k);
+    const auto groups = static_cast<std::size_t>(i1 - i0) / 4;
+    noise.groups(groups, [&](std::size_t g, const double* z) {
+        const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(g);
+        for (int l = 0; l < 4; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
+    });
+    double z[4];
+    const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(groups);
+    noise.tail(4 * groups, static_cast<std::size_t>(i1 - i), z);
+    for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
     acc.write(L, out);
 }
 
@@ -219,17 +248,27 @@ __attribute__((target("avx2"))) inline __m256d store4(float* p, __m256d v) {
     return _mm256_cvtps_pd(f);
 }
 
+// Four rows on the four lanes of AVX2 registers: M1Lanes::row, vectorised.
 template <class Real, bool REC>
-__attribute__((target("avx2"))) void block_pass_m1_avx2(
-        std::int64_t i0, std::int64_t i1, Real* __restrict W, Real* __restrict V,
-        const Real* __restrict Ws, Real* __restrict x, const M1Coeffs& k,
-        const double* __restrict noise, const SumLayout& L, double* __restrict out) {
-    const __m256d wm = _mm256_set1_pd(k.wm), cw = _mm256_set1_pd(k.cw);
-    const __m256d vs = _mm256_set1_pd(k.vs), cv = _mm256_set1_pd(k.cv);
-    const __m256d se = _mm256_set1_pd(k.se), cs = _mm256_set1_pd(k.cs);
-    __m256d q = _mm256_setzero_pd(), a = q, b = q, m = q, d = q, E = q, R = q;
-    std::int64_t i = i0;
-    for (; i + 4 <= i1; i += 4) {
+struct M1RowsAvx2 {
+    Real* __restrict W;
+    Real* __restrict V;
+    const Real* __restrict Ws;
+    Real* __restrict x;
+    std::int64_t i0;
+    __m256d wm, cw, vs, cv, se, cs;
+    __m256d q, a, b, m, d, E, R;
+
+    __attribute__((target("avx2"))) M1RowsAvx2(Real* W_, Real* V_, const Real* Ws_, Real* x_,
+                                                std::int64_t i0_, const M1Coeffs& k)
+        : W(W_), V(V_), Ws(Ws_), x(x_), i0(i0_), wm(_mm256_set1_pd(k.wm)),
+          cw(_mm256_set1_pd(k.cw)), vs(_mm256_set1_pd(k.vs)), cv(_mm256_set1_pd(k.cv)),
+          se(_mm256_set1_pd(k.se)), cs(_mm256_set1_pd(k.cs)), q(_mm256_setzero_pd()), a(q),
+          b(q), m(q), d(q), E(q), R(q) {}
+
+    // rows i0 + 4g .. i0 + 4g + 3 with their four normals
+    __attribute__((target("avx2"))) inline void operator()(std::size_t g, __m256d noise) {
+        const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(g);
         const __m256d xo = load4(x + i), ws = load4(Ws + i);
         // the scalar expressions, in the same order, without fused multiply-adds
         const __m256d w = store4(W + i, _mm256_add_pd(_mm256_mul_pd(xo, cw),
@@ -243,22 +282,53 @@ __attribute__((target("avx2"))) void block_pass_m1_avx2(
             R = _mm256_add_pd(R, _mm256_mul_pd(w, v));
             E = _mm256_add_pd(E, _mm256_mul_pd(v, v));
         }
-        const __m256d xi = store4(x + i, _mm256_add_pd(_mm256_mul_pd(se, _mm256_loadu_pd(noise + (i - i0))),
-                                                      _mm256_mul_pd(ws, cs)));
+        const __m256d xi = store4(x + i, _mm256_add_pd(_mm256_mul_pd(se, noise), _mm256_mul_pd(ws, cs)));
         a = _mm256_add_pd(a, _mm256_mul_pd(w, xi));
         b = _mm256_add_pd(b, _mm256_mul_pd(v, xi));
     }
-    M1Lanes<Real, REC> acc;
-    _mm256_storeu_pd(acc.q, q);
-    _mm256_storeu_pd(acc.a, a);
-    _mm256_storeu_pd(acc.b, b);
-    if constexpr (REC) {
-        _mm256_storeu_pd(acc.m, m);
-        _mm256_storeu_pd(acc.d, d);
-        _mm256_storeu_pd(acc.R, R);
-        _mm256_storeu_pd(acc.E, E);
+    __attribute__((target("avx2"))) inline void operator()(std::size_t g, const double* noise) {
+        (*this)(g, _mm256_loadu_pd(noise));
     }
-    for (int l = 0; i < i1; ++i, ++l) acc.row(l, i, W, V, Ws, x, noise[i - i0], k);
+
+    __attribute__((target("avx2"))) void lanes_into(M1Lanes<Real, REC>& acc) const {
+        _mm256_storeu_pd(acc.q, q);
+        _mm256_storeu_pd(acc.a, a);
+        _mm256_storeu_pd(acc.b, b);
+        if constexpr (REC) {
+            _mm256_storeu_pd(acc.m, m);
+            _mm256_storeu_pd(acc.d, d);
+            _mm256_storeu_pd(acc.R, R);
+            _mm256_storeu_pd(acc.E, E);
+        }
+    }
+};
+
+// The groups of a source, in AVX2 registers when they come from the generator.
+template <class Sink>
+__attribute__((target("avx2"))) inline void groups_avx2(const NoiseBuffer& src, std::size_t n,
+                                                        Sink& sink) {
+    for (std::size_t g = 0; g < n; ++g) sink(g, src.p + 4 * g);
+}
+template <class Sink>
+__attribute__((target("avx2"))) inline void groups_avx2(const NoiseStream& src, std::size_t n,
+                                                        Sink& sink) {
+    normals4_avx2(src.s->lanes(), n, ZigguratTables::get(), sink);
+}
+
+template <class Real, bool REC, class Noise>
+__attribute__((target("avx2"))) void block_pass_m1_avx2(
+        std::int64_t i0, std::int64_t i1, Real* __restrict W, Real* __restrict V,
+        const Real* __restrict Ws, Real* __restrict x, const M1Coeffs& k, const Noise& noise,
+        const SumLayout& L, double* __restrict out) {
+    M1RowsAvx2<Real, REC> rows(W, V, Ws, x, i0, k);
+    const auto groups = static_cast<std::size_t>(i1 - i0) / 4;
+    groups_avx2(noise, groups, rows);
+    M1Lanes<Real, REC> acc;
+    rows.lanes_into(acc);
+    double z[4];
+    const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(groups);
+    noise.tail(4 * groups, static_cast<std::size_t>(i1 - i), z);
+    for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
     acc.write(L, out);
 }
 #endif

@@ -174,10 +174,13 @@ __attribute__((target("avx2"))) inline __m256i rotl_avx2(__m256i x, int k) {
 // The four lanes of a stream in AVX2 registers: xoshiro256++ and the ziggurat's fast path
 // for four words at once. Every operation is exact (integer ops, the int -> double
 // conversion of a 52-bit value, one multiply, a sign-bit xor), so the output equals the
-// scalar fill bit for bit; rejected lanes take the scalar slow path on their own state.
-__attribute__((target("avx2"))) inline void fill4_avx2(Xoshiro256pp* lanes, double* out,
-                                                       std::size_t n_groups,
-                                                       const ZigguratTables& z) {
+// scalar generator bit for bit; rejected lanes take the scalar slow path on their own
+// state. Group g (normals 4g .. 4g + 3, one word per lane) goes to sink(g, normals), so a
+// kernel can use them straight from registers; a fill is the sink that stores them.
+template <class Sink>
+__attribute__((target("avx2"))) inline void normals4_avx2(Xoshiro256pp* lanes,
+                                                          std::size_t n_groups,
+                                                          const ZigguratTables& z, Sink&& sink) {
     alignas(32) std::uint64_t st[4][4];
     for (int w = 0; w < 4; ++w)
         for (int l = 0; l < 4; ++l) st[w][l] = lanes[l].s[w];
@@ -207,12 +210,13 @@ __attribute__((target("avx2"))) inline void fill4_avx2(Xoshiro256pp* lanes, doub
             reinterpret_cast<const long long*>(z.k.data()), idx, 8);
         const __m256d xr = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(rabs, exp52)), two52);
         const __m256i sgn = _mm256_slli_epi64(_mm256_and_si256(bits, sign_bit), 55);
-        const __m256d x = _mm256_xor_pd(_mm256_mul_pd(xr, w), _mm256_castsi256_pd(sgn));
-        _mm256_storeu_pd(out + 4 * g, x);
+        __m256d x = _mm256_xor_pd(_mm256_mul_pd(xr, w), _mm256_castsi256_pd(sgn));
         const int ok = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, rabs)));
         if (ok != 0xf) {  // ~5% of groups: redo the rejected lanes on their own states
             alignas(32) std::uint64_t b[4];
+            alignas(32) double xs[4];
             _mm256_store_si256(reinterpret_cast<__m256i*>(b), bits);
+            _mm256_store_pd(xs, x);
             _mm256_store_si256(reinterpret_cast<__m256i*>(st[0]), s0);
             _mm256_store_si256(reinterpret_cast<__m256i*>(st[1]), s1);
             _mm256_store_si256(reinterpret_cast<__m256i*>(st[2]), s2);
@@ -221,14 +225,16 @@ __attribute__((target("avx2"))) inline void fill4_avx2(Xoshiro256pp* lanes, doub
                 if (ok & (1 << l)) continue;
                 Xoshiro256pp lane;
                 for (int j = 0; j < 4; ++j) lane.s[j] = st[j][l];
-                out[4 * g + l] = normal_slow(lane, b[l], z);
+                xs[l] = normal_slow(lane, b[l], z);
                 for (int j = 0; j < 4; ++j) st[j][l] = lane.s[j];
             }
             s0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[0]));
             s1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[1]));
             s2 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[2]));
             s3 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[3]));
+            x = _mm256_load_pd(xs);
         }
+        sink(g, x);
     }
     _mm256_store_si256(reinterpret_cast<__m256i*>(st[0]), s0);
     _mm256_store_si256(reinterpret_cast<__m256i*>(st[1]), s1);
@@ -237,6 +243,13 @@ __attribute__((target("avx2"))) inline void fill4_avx2(Xoshiro256pp* lanes, doub
     for (int w = 0; w < 4; ++w)
         for (int l = 0; l < 4; ++l) lanes[l].s[w] = st[w][l];
 }
+
+struct StoreNormals4 {
+    double* out;
+    __attribute__((target("avx2"))) inline void operator()(std::size_t g, __m256d x) const {
+        _mm256_storeu_pd(out + 4 * g, x);
+    }
+};
 
 // Which fill the CPU can run: decided once, overridable for tests (LINVAE_SIMD=scalar).
 enum class SimdPath { kScalar, kAvx2 };
@@ -265,28 +278,43 @@ public:
     // out[i] = next normal of lane (i % kLanes), for i < n. A fill always starts at lane 0,
     // so the values depend only on the stream and the sequence of fill lengths.
     void fill(double* out, std::size_t n) {
+        const std::size_t groups = n / kLanes;
+#ifdef LINVAE_HAVE_AVX2_PATH
+        if (active_simd_path() == SimdPath::kAvx2)
+            normals4_avx2(lanes_, groups, ZigguratTables::get(), StoreNormals4{out});
+        else
+#endif
+            normals4(lanes_, groups, [out](std::size_t g, const double* x) {
+                std::memcpy(out + kLanes * g, x, kLanes * sizeof(double));
+            });
+        fill_tail(out + groups * kLanes, n - groups * kLanes);
+    }
+
+    // The last n < kLanes normals of a fill: one from each lane in turn.
+    void fill_tail(double* out, std::size_t n) {
+        for (std::size_t l = 0; l < n; ++l) out[l] = standard_normal(lanes_[l], ZigguratTables::get());
+    }
+
+    // The scalar group generator: group g (normals 4g .. 4g + 3, one word per lane) goes
+    // to sink(g, normals). Same numbers as normals4_avx2.
+    template <class Sink>
+    static void normals4(Xoshiro256pp* lanes, std::size_t n_groups, Sink&& sink) {
         static_assert(kLanes == 4, "the accept test below spells out four lanes");
         const ZigguratTables& z = ZigguratTables::get();
-        std::size_t i = 0;
-#ifdef LINVAE_HAVE_AVX2_PATH
-        if (active_simd_path() == SimdPath::kAvx2) {
-            fill4_avx2(lanes_, out, n / kLanes, z);
-            i = n / kLanes * kLanes;
-        }
-#endif
-        Xoshiro256pp g[kLanes] = {lanes_[0], lanes_[1], lanes_[2], lanes_[3]};  // in registers
-        for (; i + kLanes <= n; i += kLanes) {
+        Xoshiro256pp g[kLanes] = {lanes[0], lanes[1], lanes[2], lanes[3]};  // in registers
+        for (std::size_t grp = 0; grp < n_groups; ++grp) {
             std::uint64_t bits[kLanes];
             bool ok[kLanes];
+            double x[kLanes];
             for (int l = 0; l < kLanes; ++l) bits[l] = g[l].next();
-            for (int l = 0; l < kLanes; ++l) ok[l] = normal_fast(bits[l], z, out[i + l]);
+            for (int l = 0; l < kLanes; ++l) ok[l] = normal_fast(bits[l], z, x[l]);
             if (!(ok[0] & ok[1] & ok[2] & ok[3])) {  // ~5% of groups: redo the rejected lanes
                 for (int l = 0; l < kLanes; ++l)
-                    if (!ok[l]) out[i + l] = normal_slow(g[l], bits[l], z);
+                    if (!ok[l]) x[l] = normal_slow(g[l], bits[l], z);
             }
+            sink(grp, static_cast<const double*>(x));
         }
-        for (int l = 0; i < n && l < kLanes; ++i, ++l) out[i] = standard_normal(g[l], z);
-        for (int l = 0; l < kLanes; ++l) lanes_[l] = g[l];
+        for (int l = 0; l < kLanes; ++l) lanes[l] = g[l];
     }
 
     // out[i] = +-1 with probability 1/2 each (Rademacher): the cheaper noise with the
@@ -315,6 +343,7 @@ public:
 
     const Xoshiro256pp& lane(int l) const { return lanes_[l]; }
     Xoshiro256pp& lane(int l) { return lanes_[l]; }
+    Xoshiro256pp* lanes() { return lanes_; }
 
 private:
     Xoshiro256pp lanes_[kLanes];
