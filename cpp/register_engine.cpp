@@ -1,9 +1,11 @@
 // Python access to the SGD engine: construction, initial states, and runs that write
 // recorded order parameters straight into caller-owned NumPy arrays.
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <pybind11/eigen.h>
@@ -27,6 +29,12 @@ void expect_shape(const py::array& a, std::vector<py::ssize_t> shape, const char
     bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
     for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
     if (!ok) throw py::value_error(std::string(name) + " has the wrong shape");
+}
+
+// The per-latent arrays of a pending update, by the names get_state/set_state use.
+std::array<std::pair<const char*, std::array<double, linvae::kMaxLatents>*>, 5> pending_arrays(
+        linvae::PendingUpdate& up) {
+    return {{{"b", &up.b}, {"wdiag", &up.wdiag}, {"u", &up.u}, {"cW", &up.cW}, {"cV", &up.cV}}};
 }
 
 template <class Real>
@@ -134,9 +142,9 @@ void register_engine_type(py::module_& m, const char* name) {
                  st["x"] = py::array_t<Real>(c.N, rep.x.data());
                  st["D"] = py::array_t<double>(M, rep.D.data());
                  st["Q"] = py::array_t<double>({M, M}, rep.Q.data());
-                 st["Wmat"] = py::array_t<double>({M, M}, rep.pending.Wmat.data());
-                 st["cW"] = py::array_t<double>(M, rep.pending.cW.data());
-                 st["cV"] = py::array_t<double>(M, rep.pending.cV.data());
+                 for (const auto& [name, arr] : pending_arrays(rep.pending))
+                     st[name] = py::array_t<double>(M, arr->data());
+                 st["wm1"] = rep.pending.wm1;
                  st["vscale"] = rep.pending.vscale;
                  st["has_pending"] = rep.has_pending;
                  st["steps"] = rep.steps;
@@ -181,9 +189,8 @@ void register_engine_type(py::module_& m, const char* name) {
                  auto x = get("x", {N}, Real{});
                  auto D = get("D", {M}, double{});
                  auto Q = get("Q", {M, M}, double{});
-                 auto Wmat = get("Wmat", {M, M}, double{});
-                 auto cW = get("cW", {M}, double{});
-                 auto cV = get("cV", {M}, double{});
+                 for (const auto& [name, arr] : pending_arrays(rep.pending))
+                     get(name, {M}, double{});  // checked before anything is changed
                  auto noise = get("noise_streams", {static_cast<py::ssize_t>(rep.noise.size()), L, 4}, std::uint64_t{});
                  auto signal = get("signal_stream", {L, 4}, std::uint64_t{});
                  copy(W, rep.W);
@@ -192,9 +199,9 @@ void register_engine_type(py::module_& m, const char* name) {
                  copy(x, rep.x);
                  copy(D, rep.D);
                  copy(Q, rep.Q);
-                 std::copy(Wmat.data(), Wmat.data() + Wmat.size(), rep.pending.Wmat.begin());
-                 std::copy(cW.data(), cW.data() + cW.size(), rep.pending.cW.begin());
-                 std::copy(cV.data(), cV.data() + cV.size(), rep.pending.cV.begin());
+                 for (const auto& [name, arr] : pending_arrays(rep.pending))
+                     copy(get(name, {M}, double{}), *arr);
+                 rep.pending.wm1 = st["wm1"].cast<double>();
                  rep.pending.vscale = st["vscale"].cast<double>();
                  rep.has_pending = st["has_pending"].cast<bool>();
                  rep.steps = st["steps"].cast<std::int64_t>();

@@ -355,7 +355,7 @@ private:
     template <class Noise>
     void pass_m1(Replica<Real>& rep, bool rec, std::int64_t i0, std::int64_t i1,
                  const Noise& noise, const double* cs, double se, double* slot) {
-        const M1Coeffs k{rep.pending.Wmat[0], rep.pending.cW[0], rep.pending.vscale,
+        const M1Coeffs k{rep.pending.wm1, rep.pending.cW[0], rep.pending.vscale,
                          rep.pending.cV[0], se, cs[0]};
         Real* W = rep.W.data();
         Real* V = rep.V.data();
@@ -388,15 +388,15 @@ private:
         }
         const Mat Q = Eigen::Map<const Mat>(rep.Q.data(), M, M);  // before the step
         const Vec g = -a + (Q + beta * Mat::Identity(M, M)) * b;
-        Mat A = b * b.transpose();
-        A.diagonal() += D + Vec::Constant(M, lam);
-        const Mat Wmat = Mat::Identity(M, M) - (tau / N) * A;
-        for (int j = 0; j < M; ++j)
-            for (int k = 0; k < M; ++k) rep.pending.Wmat[j * M + k] = Wmat(j, k);
+        PendingUpdate& up = rep.pending;
         for (int k = 0; k < M; ++k) {
-            rep.pending.cW[k] = tau * b[k] / sqN;
-            rep.pending.cV[k] = tau * g[k] / sqN;
+            up.b[k] = b[k];
+            up.wdiag[k] = 1.0 - (tau / N) * (D[k] + lam);
+            up.u[k] = (tau / N) * b[k];
+            up.cW[k] = tau * b[k] / sqN;
+            up.cV[k] = tau * g[k] / sqN;
         }
+        up.wm1 = 1.0 - (tau / N) * (b[0] * b[0] + D[0] + lam);
         rep.pending.vscale = 1.0 - tau * lam / N;
         rep.has_pending = true;
         for (int k = 0; k < M; ++k)

@@ -41,14 +41,17 @@ struct SumLayout {
     }
 };
 
-// Coefficients of the pending update of one row:
-//   W_i <- W_i Wmat + x_i cW,   V_i <- vscale V_i - x_i cV
-// with Wmat = I - tau/N (b b^T + diag(D) + lam I), cW = tau b / sqrt(N),
-// cV = tau g / sqrt(N), vscale = 1 - tau lam / N (MODEL.md section 3).
+// Coefficients of the pending update of one row (MODEL.md section 3):
+//   W_i <- W_i (I - tau/N (b b^T + diag(D) + lam I)) + x_i tau b^T / sqrt(N)
+//        = W_i o wdiag - (W_i . b) u + x_i cW,
+//   V_i <- vscale V_i - x_i cV,
+// with wdiag = 1 - tau/N (D + lam), u = tau b / N, cW = tau b / sqrt(N),
+// cV = tau g / sqrt(N), vscale = 1 - tau lam / N. The decoder update is rank one plus a
+// diagonal, so it costs O(M) per row rather than the O(M^2) of a full M x M product.
+// For M = 1 the hot path uses the single factor wm1 = 1 - tau/N (b^2 + D + lam).
 struct PendingUpdate {
-    std::array<double, kMaxLatents * kMaxLatents> Wmat{};
-    std::array<double, kMaxLatents> cW{}, cV{};
-    double vscale = 1.0;
+    std::array<double, kMaxLatents> b{}, wdiag{}, u{}, cW{}, cV{};
+    double wm1 = 1.0, vscale = 1.0;
 };
 
 // Rows [i0, i1) of the row-major arrays W, V (N x M), Ws (N x M*), x (N).
@@ -82,16 +85,12 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
         for (int f = 0; f < Ms; ++f) ws[f] = static_cast<double>(Wsi[f]);
         if constexpr (APPLY) {
             const double xo = static_cast<double>(x[i]);
-            double wn[MB];
-            for (int k = 0; k < M; ++k) {
-                double s = xo * up.cW[k];
-                for (int j = 0; j < M; ++j) s += w[j] * up.Wmat[j * M + k];
-                wn[k] = s;
-            }
+            double wb = 0.0;
+            for (int j = 0; j < M; ++j) wb += w[j] * up.b[j];
             for (int k = 0; k < M; ++k) {
                 // store, then continue with the stored value so that float32 order
                 // parameters describe the weights actually held
-                Wi[k] = static_cast<Real>(wn[k]);
+                Wi[k] = static_cast<Real>((w[k] * up.wdiag[k] - wb * up.u[k]) + xo * up.cW[k]);
                 Vi[k] = static_cast<Real>(up.vscale * v[k] - xo * up.cV[k]);
                 w[k] = static_cast<double>(Wi[k]);
                 v[k] = static_cast<double>(Vi[k]);
