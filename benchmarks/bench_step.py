@@ -44,6 +44,19 @@ def test_engine_step(benchmark: Any, N: int, M: int) -> None:
 
 
 @pytest.mark.parametrize("N", NS)
+def test_engine_step_float32(benchmark: Any, N: int) -> None:
+    # float32 weights: float arithmetic and float normals (two per random word)
+    e = _core.Engine32(N=N, M=1, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5,
+                       blowup=1e8, seed=0, replicas=1)
+    e.init_random(1)
+    n = max(1, WORK // N)
+    out = [np.zeros((1, 1, 1, 1))] * 5 + [np.zeros((1, 1, 1))]
+    benchmark(e.run, np.full(n, 0.5), np.array([], dtype=np.int64), *out, rec_start=0,
+              threads=1)
+    _info(benchmark, "engine32", N, 1, n * N)
+
+
+@pytest.mark.parametrize("N", NS)
 def test_engine_step_rademacher(benchmark: Any, N: int) -> None:
     # the optional cheaper noise: same first two moments, same ODE limit
     e = _core.Engine64(N=N, M=1, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5,
@@ -83,6 +96,20 @@ def test_generator_fill(benchmark: Any, N: int) -> None:
 
     benchmark(fills)
     _info(benchmark, "fill", N, 0, n * N)
+
+
+@pytest.mark.parametrize("N", NS)
+def test_generator_fill_float32(benchmark: Any, N: int) -> None:
+    s = _core.NormalStream(0, 0, 2)
+    buf = np.empty(N, dtype=np.float32)
+    n = max(1, WORK // N)
+
+    def fills() -> None:
+        for _ in range(n):
+            s.fill(buf)
+
+    benchmark(fills)
+    _info(benchmark, "fill32", N, 0, n * N)
 
 
 @pytest.mark.parametrize("N", NS)

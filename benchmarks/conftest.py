@@ -70,6 +70,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         w(f"{N:>9} {M:>2} {f(eng)} {f(ref)} {f(fill, '7.2f')} {f(npn, '9.2f')} "
           f"{ratio(ref, eng, 12)} {ratio(eng, fill, 9)} {ratio(npn, fill, 14)}"
           f"{'  rademacher ' + format(rad, '.2f') + ' (' + format(eng / rad, '.2f') + 'x)' if rad and eng else ''}")
+    f32 = [(N, ns.get(("engine", N, 1, 1)), v, ns.get(("fill32", N, 0, 1)))
+           for (k, N, _, _), v in sorted(ns.items()) if k == "engine32"]
+    if f32:
+        w("")
+        w("float32 weights (M = 1): ns per (step x N), and float64 / float32 throughput")
+        for N, e64, e32, fill32 in f32:
+            w(f"{N:>9}  float32 {e32:.2f}  float64 {e64 or float('nan'):.2f}  "
+              f"f64/f32 {(e64 or float('nan')) / e32:.2f}  float32 fill {fill32 or float('nan'):.2f}")
 
 
 def _scaling_summary(w: Any, ns: dict[tuple[str, int, int, int], float]) -> None:

@@ -144,8 +144,8 @@ void register_engine_type(py::module_& m, const char* name) {
                  st["Q"] = py::array_t<double>({M, M}, rep.Q.data());
                  for (const auto& [name, arr] : pending_arrays(rep.pending))
                      st[name] = py::array_t<double>(M, arr->data());
-                 st["wm1"] = rep.pending.wm1;
-                 st["vscale"] = rep.pending.vscale;
+                 st["dec1"] = rep.pending.dec1;
+                 st["vdec"] = rep.pending.vdec;
                  st["has_pending"] = rep.has_pending;
                  st["steps"] = rep.steps;
                  st["status"] = rep.status;
@@ -201,8 +201,8 @@ void register_engine_type(py::module_& m, const char* name) {
                  copy(Q, rep.Q);
                  for (const auto& [name, arr] : pending_arrays(rep.pending))
                      copy(get(name, {M}, double{}), *arr);
-                 rep.pending.wm1 = st["wm1"].cast<double>();
-                 rep.pending.vscale = st["vscale"].cast<double>();
+                 rep.pending.dec1 = st["dec1"].cast<double>();
+                 rep.pending.vdec = st["vdec"].cast<double>();
                  rep.has_pending = st["has_pending"].cast<bool>();
                  rep.steps = st["steps"].cast<std::int64_t>();
                  rep.status = st["status"].cast<int>();

@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "linvae/normal_f32.hpp"
 #include "linvae/rng.hpp"
 
 namespace py = pybind11;
@@ -13,9 +14,12 @@ using linvae::NormalStream;
 void register_rng(py::module_& m) {
     py::class_<NormalStream>(m, "NormalStream",
                              "Standard normals of the stream (seed, replica, stream_id): "
-                             "xoshiro256++ lanes and a 256-layer ziggurat.")
+                             "xoshiro256++ lanes; a 256-layer ziggurat for float64, a "
+                             "1024-layer one on 32-bit halves for float32.")
         .def(py::init<std::uint64_t, std::uint64_t, std::uint64_t>(), py::arg("seed"),
              py::arg("replica") = 0, py::arg("stream_id") = 0)
+        // noconvert on both: a converted copy would be filled and thrown away, and a
+        // float64 array must never reach the float32 overload (or the reverse).
         .def("fill",
              [](NormalStream& s, py::array_t<double, py::array::c_style> out) {
                  if (out.ndim() != 1) throw py::value_error("out must be one-dimensional");
@@ -24,7 +28,18 @@ void register_rng(py::module_& m) {
                  py::gil_scoped_release release;
                  s.fill(p, n);
              },
-             py::arg("out"), "Fill a contiguous float64 array in place.")
+             py::arg("out").noconvert(), "Fill a contiguous float64 array in place.")
+        .def("fill",
+             [](NormalStream& s, py::array_t<float, py::array::c_style> out) {
+                 if (out.ndim() != 1) throw py::value_error("out must be one-dimensional");
+                 float* p = out.mutable_data();
+                 const auto n = static_cast<std::size_t>(out.shape(0));
+                 py::gil_scoped_release release;
+                 linvae::fill_normals(s, p, n);
+             },
+             py::arg("out").noconvert(),
+             "Fill a contiguous float32 array in place (two normals per 64-bit word; "
+             "not the float64 stream rounded).")
         .def("normal",
              [](NormalStream& s, std::int64_t n) {
                  if (n < 0) throw py::value_error("n must be >= 0");
@@ -33,6 +48,14 @@ void register_rng(py::module_& m) {
                  return out;
              },
              py::arg("n"), "A new array of n standard normals.")
+        .def("normal32",
+             [](NormalStream& s, std::int64_t n) {
+                 if (n < 0) throw py::value_error("n must be >= 0");
+                 py::array_t<float> out(n);
+                 linvae::fill_normals(s, out.mutable_data(), static_cast<std::size_t>(n));
+                 return out;
+             },
+             py::arg("n"), "A new float32 array of n standard normals (as fill on float32).")
         .def("signs",
              [](NormalStream& s, std::int64_t n) {
                  if (n < 0) throw py::value_error("n must be >= 0");

@@ -83,9 +83,10 @@ def test_bit_generator_is_balanced() -> None:
 
 
 def test_simd_and_scalar_paths_give_the_same_numbers() -> None:
-    # The AVX2 fill and the AVX2 pass (M = M* = 1) do exactly the scalar arithmetic four
-    # lanes at a time, so the whole run, not just the generator, is the same bit for bit
-    # on either path, for both weight types (N = 5001 also exercises the tail rows).
+    # The AVX2 fills and the AVX2 passes (M = M* = 1: four float64 or eight float32 rows
+    # at a time) do exactly the scalar arithmetic, so the whole run, not just the
+    # generator, is the same bit for bit on either path, for both weight types and both
+    # noises (N = 5001 also exercises the tail rows).
     import linvae
 
     active = _core.build_info()["simd_runtime"]
@@ -93,16 +94,17 @@ def test_simd_and_scalar_paths_give_the_same_numbers() -> None:
         pytest.skip("this CPU or build has only the scalar path")
     try:
         a = _core.NormalStream(5, 1, 2).normal(100_003)
-        runs = {(M, dtype): linvae.simulate(linvae.Params(M=M), N=5001, t_max=0.2, seeds=2,
-                                            dtype=dtype, progress=False)
-                for M in (1, 2) for dtype in ("float64", "float32")}
+        cases = [(M, dtype, noise) for M in (1, 2) for dtype in ("float64", "float32")
+                 for noise in ("gaussian", "rademacher")]
+        runs = {c: linvae.simulate(linvae.Params(M=c[0]), N=5001, t_max=0.2, seeds=2,
+                                   dtype=c[1], noise=c[2], progress=False) for c in cases}
         _core.set_simd_path("scalar")
         b = _core.NormalStream(5, 1, 2).normal(100_003)
-        for (M, dtype), sim_a in runs.items():
+        for (M, dtype, noise), sim_a in runs.items():
             sim_b = linvae.simulate(linvae.Params(M=M), N=5001, t_max=0.2, seeds=2,
-                                    dtype=dtype, progress=False)
+                                    dtype=dtype, noise=noise, progress=False)
             for k in ("m", "d", "Q", "E", "R", "D"):
-                assert np.array_equal(sim_a[k].values, sim_b[k].values), (M, dtype, k)
+                assert np.array_equal(sim_a[k].values, sim_b[k].values), (M, dtype, noise, k)
     finally:
         _core.set_simd_path(active)
     assert np.array_equal(a, b)

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -172,7 +173,7 @@ public:
         Replica<Real>& rep = replica(r);
         std::vector<double> cs(static_cast<std::size_t>(cfg_.Ms), 0.0);
         pass_blocks(rep, /*gen=*/true, /*rec=*/false, cs.data(), 1.0,
-                    [&](std::int64_t i0, std::int64_t n, double* buf) {
+                    [&](std::int64_t i0, std::int64_t n, Real* buf) {
                         std::copy(x_given + i0, x_given + i0 + n, buf);
                     });
         finish_step(rep, beta);
@@ -270,11 +271,11 @@ private:
             double* slot = rep.slots.data() + blk * L_.size;
             if (fused)
                 return pass_m1(rep, rec, i0, i1,
-                               NoiseStream{&rep.noise[static_cast<std::size_t>(blk)]}, cs,
+                               &rep.noise[static_cast<std::size_t>(blk)], cs,
                                sqrt_eta, slot);
-            double buf[kBlock];
+            Real buf[kBlock];
             if (gen) fill(i0, i1 - i0, buf);
-            dispatch_m(rep, gen, rec, i0, i1, buf, cs, sqrt_eta, slot);
+            dispatch_m(rep, gen, rec, i0, i1, gen ? buf : nullptr, cs, sqrt_eta, slot);
         };
 #ifdef _OPENMP
         if (block_threads_ > 1) {
@@ -301,11 +302,11 @@ private:
 
     // A pass without a new sample: applies the pending update, sums Q (and the record).
     void pass_no_sample(Replica<Real>& rep, bool rec) {
-        pass_blocks(rep, false, rec, nullptr, 0.0, [](std::int64_t, std::int64_t, double*) {});
+        pass_blocks(rep, false, rec, nullptr, 0.0, [](std::int64_t, std::int64_t, Real*) {});
     }
 
     void dispatch_m(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
-                    const double* noise, const double* cs, double se, double* slot) {
+                    const Real* noise, const double* cs, double se, double* slot) {
         switch (cfg_.M) {
             case 1: return dispatch_ms<1>(rep, gen, rec, i0, i1, noise, cs, se, slot);
             case 2: return dispatch_ms<2>(rep, gen, rec, i0, i1, noise, cs, se, slot);
@@ -318,14 +319,14 @@ private:
 
     template <int MC>
     void dispatch_ms(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
-                     const double* noise, const double* cs, double se, double* slot) {
+                     const Real* noise, const double* cs, double se, double* slot) {
         if (cfg_.Ms == 1) return dispatch_flags<MC, 1>(rep, gen, rec, i0, i1, noise, cs, se, slot);
         return dispatch_flags<MC, 0>(rep, gen, rec, i0, i1, noise, cs, se, slot);
     }
 
     template <int MC, int MSC>
     void dispatch_flags(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
-                        const double* noise, const double* cs, double se, double* slot) {
+                        const Real* noise, const double* cs, double se, double* slot) {
         const int code = (rep.has_pending ? 4 : 0) | (rec ? 2 : 0) | (gen ? 1 : 0);
         auto call = [&](auto apply, auto rec_c, auto gen_c) {
             block_pass<Real, MC, MSC, decltype(apply)::value, decltype(rec_c)::value,
@@ -335,7 +336,7 @@ private:
         };
         if constexpr (MC == 1 && MSC == 1) {
             if (rep.has_pending && gen)  // the hot path of every step
-                return pass_m1(rep, rec, i0, i1, NoiseBuffer{noise}, cs, se, slot);
+                return pass_m1(rep, rec, i0, i1, noise, cs, se, slot);
         }
         using T = std::true_type;
         using F = std::false_type;
@@ -352,23 +353,45 @@ private:
     }
 
     // The M = M* = 1 pass with a pending update and a new sample, on the active SIMD path.
-    template <class Noise>
+    // Its normals come from a buffer or, without one, from the block's stream.
+    template <class Source>
     void pass_m1(Replica<Real>& rep, bool rec, std::int64_t i0, std::int64_t i1,
-                 const Noise& noise, const double* cs, double se, double* slot) {
-        const M1Coeffs k{rep.pending.wm1, rep.pending.cW[0], rep.pending.vscale,
-                         rep.pending.cV[0], se, cs[0]};
+                 Source src, const double* cs, double se, double* slot) {
+        const PendingUpdate& up = rep.pending;
         Real* W = rep.W.data();
         Real* V = rep.V.data();
         const Real* Ws = rep.Ws.data();
         Real* x = rep.x.data();
+        if constexpr (std::is_same_v<Real, float>) {
+            using Noise = std::conditional_t<std::is_pointer_v<Source> &&
+                                                 std::is_same_v<Source, const float*>,
+                                             NoiseBufferF, NoiseStreamF>;
+            const Noise noise{src};
+            const M1CoeffsF k{static_cast<float>(up.dec1), static_cast<float>(up.cW[0]),
+                              static_cast<float>(up.vdec), static_cast<float>(up.cV[0]),
+                              static_cast<float>(se), static_cast<float>(cs[0])};
 #ifdef LINVAE_HAVE_AVX2_PATH
-        if (active_simd_path() == SimdPath::kAvx2) {
-            if (rec) return block_pass_m1_avx2<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-            return block_pass_m1_avx2<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-        }
+            if (active_simd_path() == SimdPath::kAvx2) {
+                if (rec) return block_pass_m1_f32_avx2<true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+                return block_pass_m1_f32_avx2<false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+            }
 #endif
-        if (rec) return block_pass_m1<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-        return block_pass_m1<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+            if (rec) return block_pass_m1_f32<true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+            return block_pass_m1_f32<false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+        } else {
+            using Noise = std::conditional_t<std::is_same_v<Source, const double*>, NoiseBuffer,
+                                             NoiseStream>;
+            const Noise noise{src};
+            const M1Coeffs k{1.0 - up.dec1, up.cW[0], 1.0 - up.vdec, up.cV[0], se, cs[0]};
+#ifdef LINVAE_HAVE_AVX2_PATH
+            if (active_simd_path() == SimdPath::kAvx2) {
+                if (rec) return block_pass_m1_avx2<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+                return block_pass_m1_avx2<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+            }
+#endif
+            if (rec) return block_pass_m1<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+            return block_pass_m1<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
+        }
     }
 
     // After the pass of step s: g, the D update, the pending update, divergence checks.
@@ -396,8 +419,8 @@ private:
             up.cW[k] = tau * b[k] / sqN;
             up.cV[k] = tau * g[k] / sqN;
         }
-        up.wm1 = 1.0 - (tau / N) * (b[0] * b[0] + D[0] + lam);
-        rep.pending.vscale = 1.0 - tau * lam / N;
+        up.dec1 = (tau / N) * (b[0] * b[0] + D[0] + lam);
+        up.vdec = tau * lam / N;
         rep.has_pending = true;
         for (int k = 0; k < M; ++k)
             rep.D[k] = D[k] - (tau / N) * (0.5 * Q(k, k) + 0.5 * beta * (1.0 - 1.0 / D[k]));
@@ -451,12 +474,12 @@ private:
             for (int f = 0; f < Ms; ++f) cs[f] = std::sqrt(cfg_.rho[f]) * rep.signal.next() / sqN;
             const bool rec_now = next < n_rec && rec[next] == j;
             pass_blocks(rep, true, rec_now, cs.data(), sqrt_eta,
-                        [&](std::int64_t i0, std::int64_t n, double* buf) {
+                        [&](std::int64_t i0, std::int64_t n, Real* buf) {
                             auto& stream = rep.noise[static_cast<std::size_t>(i0 / kBlock)];
                             if (cfg_.rademacher)
                                 stream.fill_signs(buf, static_cast<std::size_t>(n));
                             else
-                                stream.fill(buf, static_cast<std::size_t>(n));
+                                fill_normals(stream, buf, static_cast<std::size_t>(n));
                         },
                         /*from_streams=*/!cfg_.rademacher);
             if (rec_now) record(rep, r, next++, sink);

@@ -10,10 +10,12 @@
 // So each step reads and writes W and V once, and recording costs no extra sweep.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 
+#include "normal_f32.hpp"
 #include "rng.hpp"  // SIMD detection and <immintrin.h>
 
 namespace linvae {
@@ -46,12 +48,13 @@ struct SumLayout {
 //        = W_i o wdiag - (W_i . b) u + x_i cW,
 //   V_i <- vscale V_i - x_i cV,
 // with wdiag = 1 - tau/N (D + lam), u = tau b / N, cW = tau b / sqrt(N),
-// cV = tau g / sqrt(N), vscale = 1 - tau lam / N. The decoder update is rank one plus a
-// diagonal, so it costs O(M) per row rather than the O(M^2) of a full M x M product.
-// For M = 1 the hot path uses the single factor wm1 = 1 - tau/N (b^2 + D + lam).
+// cV = tau g / sqrt(N), vscale = 1 - vdec, vdec = tau lam / N. The decoder update is rank
+// one plus a diagonal, so it costs O(M) per row rather than the O(M^2) of a full product.
+// For M = 1 the hot paths use the single decay dec1 = tau/N (b^2 + D + lam): the float32
+// one adds -W dec1 to W, since 1 - dec1 would lose dec1's digits in single precision.
 struct PendingUpdate {
     std::array<double, kMaxLatents> b{}, wdiag{}, u{}, cW{}, cV{};
-    double wm1 = 1.0, vscale = 1.0;
+    double dec1 = 0.0, vdec = 0.0;
 };
 
 // Rows [i0, i1) of the row-major arrays W, V (N x M), Ws (N x M*), x (N).
@@ -61,7 +64,7 @@ struct PendingUpdate {
 template <class Real, int MC, int MSC, bool APPLY, bool REC, bool GEN>
 void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __restrict W,
                 Real* __restrict V, const Real* __restrict Ws, Real* __restrict x,
-                const PendingUpdate& up, const double* __restrict noise,
+                const PendingUpdate& up, const Real* __restrict noise,
                 const double* __restrict cs, double sqrt_eta, const SumLayout& L,
                 double* __restrict out) {
     const int M = MC > 0 ? MC : M_rt;
@@ -73,6 +76,7 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
     double E[REC ? MB * MB : 1] = {}, R[REC ? MB * MB : 1] = {};
     double m[REC ? MB * MSB : 1] = {}, d[REC ? MB * MSB : 1] = {};
     double w[MB], v[MB], ws[MSB];
+    const double vscale = 1.0 - up.vdec;
 
     for (std::int64_t i = i0; i < i1; ++i) {
         Real* Wi = W + i * M;
@@ -91,7 +95,7 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
                 // store, then continue with the stored value so that float32 order
                 // parameters describe the weights actually held
                 Wi[k] = static_cast<Real>((w[k] * up.wdiag[k] - wb * up.u[k]) + xo * up.cW[k]);
-                Vi[k] = static_cast<Real>(up.vscale * v[k] - xo * up.cV[k]);
+                Vi[k] = static_cast<Real>(vscale * v[k] - xo * up.cV[k]);
                 w[k] = static_cast<double>(Wi[k]);
                 v[k] = static_cast<double>(Vi[k]);
             }
@@ -109,7 +113,7 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
             }
         }
         if constexpr (GEN) {
-            double xi = sqrt_eta * noise[i - i0];
+            double xi = sqrt_eta * static_cast<double>(noise[i - i0]);
             for (int f = 0; f < Ms; ++f) xi += ws[f] * cs[f];
             x[i] = static_cast<Real>(xi);
             xi = static_cast<double>(x[i]);
@@ -327,6 +331,212 @@ __attribute__((target("avx2"))) void block_pass_m1_avx2(
     double z[4];
     const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(groups);
     noise.tail(4 * groups, static_cast<std::size_t>(i1 - i), z);
+    for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
+    acc.write(L, out);
+}
+#endif
+
+// The hot path for float32 weights, M = M* = 1: float arithmetic on the weights (eight
+// rows per AVX2 register, half the bytes per row, float normals two per random word),
+// order parameters summed in double from the exact products of the stored floats.
+// The decoder update is written W + (x cw - W dec1): its increment keeps all its digits
+// in float, where the factor 1 - dec1 would round dec1 ~ 1/N to a few bits. Rows go to 8
+// lanes by row index; a lane total is (l0 + .. + l3) + (l4 + .. + l7), each half in order.
+struct M1CoeffsF {
+    float dec, cw, vdec, cv, se, cs;
+};
+
+template <bool REC>
+struct M1LanesF {
+    double q[8] = {}, a[8] = {}, b[8] = {};
+    double m[8] = {}, d[8] = {}, E[8] = {}, R[8] = {};
+
+    inline void row(int l, std::int64_t i, float* __restrict W, float* __restrict V,
+                    const float* __restrict Ws, float* __restrict x, float noise,
+                    const M1CoeffsF& k) {
+        const float xo = x[i], ws = Ws[i], w0 = W[i], v0 = V[i];
+        const float w = w0 + (xo * k.cw - w0 * k.dec);
+        const float v = v0 - (xo * k.cv + v0 * k.vdec);
+        W[i] = w;
+        V[i] = v;
+        const double wd = w, vd = v;
+        q[l] += wd * wd;
+        if constexpr (REC) {
+            const double wsd = ws;
+            m[l] += wd * wsd;
+            d[l] += vd * wsd;
+            R[l] += wd * vd;
+            E[l] += vd * vd;
+        }
+        const float xr = k.se * noise + ws * k.cs;
+        x[i] = xr;
+        const double xd = xr;
+        a[l] += wd * xd;
+        b[l] += vd * xd;
+    }
+
+    static double total(const double* t) {
+        return (((t[0] + t[1]) + t[2]) + t[3]) + (((t[4] + t[5]) + t[6]) + t[7]);
+    }
+
+    void write(const SumLayout& L, double* out) const {
+        out[L.a] = total(a);
+        out[L.b] = total(b);
+        out[L.Q] = total(q);
+        if constexpr (REC) {
+            out[L.m] = total(m);
+            out[L.d] = total(d);
+            out[L.R] = total(R);
+            out[L.E] = total(E);
+        }
+    }
+};
+
+// Float normals for the float32 pass, in groups of eight: from a buffer (Rademacher
+// signs, supplied samples) or straight from the block's stream.
+struct NoiseBufferF {
+    const float* p;
+    template <class Sink>
+    void groups(std::size_t n, Sink&& sink) const {
+        for (std::size_t g = 0; g < n; ++g) sink(g, p + 8 * g);
+    }
+    void tail(std::size_t first, std::size_t n, float* out) const {
+        for (std::size_t l = 0; l < n; ++l) out[l] = p[first + l];
+    }
+};
+
+struct NoiseStreamF {
+    NormalStream* s;
+    template <class Sink>
+    void groups(std::size_t n, Sink&& sink) const {
+        normals8_scalar(s->lanes(), n, sink);
+    }
+    void tail(std::size_t, std::size_t n, float* out) const {
+        if (n > 0) normals_group_f32(s->lanes(), out, n, ZigguratTablesF::get());
+    }
+};
+
+template <bool REC, class Noise>
+void block_pass_m1_f32(std::int64_t i0, std::int64_t i1, float* __restrict W,
+                       float* __restrict V, const float* __restrict Ws, float* __restrict x,
+                       const M1CoeffsF& k, const Noise& noise, const SumLayout& L,
+                       double* __restrict out) {
+    M1LanesF<REC> acc;
+    const auto groups = static_cast<std::size_t>(i1 - i0) / 8;
+    noise.groups(groups, [&](std::size_t g, const float* z) {
+        const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(g);
+        for (int l = 0; l < 8; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
+    });
+    float z[8];
+    const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(groups);
+    noise.tail(8 * groups, static_cast<std::size_t>(i1 - i), z);
+    for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
+    acc.write(L, out);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// Eight rows in AVX2 registers: M1LanesF::row, vectorised; the double sums of rows
+// 0-3 and 4-7 of a group go to lanes 0-3 and 4-7.
+template <bool REC>
+struct M1RowsF32Avx2 {
+    float* __restrict W;
+    float* __restrict V;
+    const float* __restrict Ws;
+    float* __restrict x;
+    std::int64_t i0;
+    __m256 dec, cw, vdec, cv, se, cs;
+    __m256d q[2], a[2], b[2], m[2], d[2], E[2], R[2];
+
+    __attribute__((target("avx2"))) M1RowsF32Avx2(float* W_, float* V_, const float* Ws_,
+                                                  float* x_, std::int64_t i0_,
+                                                  const M1CoeffsF& k)
+        : W(W_), V(V_), Ws(Ws_), x(x_), i0(i0_), dec(_mm256_set1_ps(k.dec)),
+          cw(_mm256_set1_ps(k.cw)), vdec(_mm256_set1_ps(k.vdec)), cv(_mm256_set1_ps(k.cv)),
+          se(_mm256_set1_ps(k.se)), cs(_mm256_set1_ps(k.cs)) {
+        for (int h = 0; h < 2; ++h)
+            q[h] = a[h] = b[h] = m[h] = d[h] = E[h] = R[h] = _mm256_setzero_pd();
+    }
+
+    // the two halves of eight floats, widened exactly
+    __attribute__((target("avx2"))) static inline void widen(__m256 f, __m256d (&out)[2]) {
+        out[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+        out[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+    }
+
+    __attribute__((target("avx2"))) inline void operator()(std::size_t g, __m256 noise) {
+        const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(g);
+        const __m256 xo = _mm256_loadu_ps(x + i), ws = _mm256_loadu_ps(Ws + i);
+        const __m256 w0 = _mm256_loadu_ps(W + i), v0 = _mm256_loadu_ps(V + i);
+        // the scalar expressions, in the same order, without fused multiply-adds
+        const __m256 w = _mm256_add_ps(w0, _mm256_sub_ps(_mm256_mul_ps(xo, cw), _mm256_mul_ps(w0, dec)));
+        const __m256 v = _mm256_sub_ps(v0, _mm256_add_ps(_mm256_mul_ps(xo, cv), _mm256_mul_ps(v0, vdec)));
+        _mm256_storeu_ps(W + i, w);
+        _mm256_storeu_ps(V + i, v);
+        const __m256 xr = _mm256_add_ps(_mm256_mul_ps(se, noise), _mm256_mul_ps(ws, cs));
+        _mm256_storeu_ps(x + i, xr);
+        __m256d wd[2], vd[2], xd[2];
+        widen(w, wd);
+        widen(v, vd);
+        widen(xr, xd);
+        for (int h = 0; h < 2; ++h) {
+            q[h] = _mm256_add_pd(q[h], _mm256_mul_pd(wd[h], wd[h]));
+            a[h] = _mm256_add_pd(a[h], _mm256_mul_pd(wd[h], xd[h]));
+            b[h] = _mm256_add_pd(b[h], _mm256_mul_pd(vd[h], xd[h]));
+        }
+        if constexpr (REC) {
+            __m256d wsd[2];
+            widen(ws, wsd);
+            for (int h = 0; h < 2; ++h) {
+                m[h] = _mm256_add_pd(m[h], _mm256_mul_pd(wd[h], wsd[h]));
+                d[h] = _mm256_add_pd(d[h], _mm256_mul_pd(vd[h], wsd[h]));
+                R[h] = _mm256_add_pd(R[h], _mm256_mul_pd(wd[h], vd[h]));
+                E[h] = _mm256_add_pd(E[h], _mm256_mul_pd(vd[h], vd[h]));
+            }
+        }
+    }
+    __attribute__((target("avx2"))) inline void operator()(std::size_t g, const float* noise) {
+        (*this)(g, _mm256_loadu_ps(noise));
+    }
+
+    __attribute__((target("avx2"))) void lanes_into(M1LanesF<REC>& acc) const {
+        for (int h = 0; h < 2; ++h) {
+            _mm256_storeu_pd(acc.q + 4 * h, q[h]);
+            _mm256_storeu_pd(acc.a + 4 * h, a[h]);
+            _mm256_storeu_pd(acc.b + 4 * h, b[h]);
+            if constexpr (REC) {
+                _mm256_storeu_pd(acc.m + 4 * h, m[h]);
+                _mm256_storeu_pd(acc.d + 4 * h, d[h]);
+                _mm256_storeu_pd(acc.R + 4 * h, R[h]);
+                _mm256_storeu_pd(acc.E + 4 * h, E[h]);
+            }
+        }
+    }
+};
+
+template <class Sink>
+__attribute__((target("avx2"))) inline void groups_avx2(const NoiseBufferF& src, std::size_t n,
+                                                        Sink& sink) {
+    for (std::size_t g = 0; g < n; ++g) sink(g, src.p + 8 * g);
+}
+template <class Sink>
+__attribute__((target("avx2"))) inline void groups_avx2(const NoiseStreamF& src, std::size_t n,
+                                                        Sink& sink) {
+    normals8_avx2(src.s->lanes(), n, sink);
+}
+
+template <bool REC, class Noise>
+__attribute__((target("avx2"))) void block_pass_m1_f32_avx2(
+        std::int64_t i0, std::int64_t i1, float* __restrict W, float* __restrict V,
+        const float* __restrict Ws, float* __restrict x, const M1CoeffsF& k, const Noise& noise,
+        const SumLayout& L, double* __restrict out) {
+    M1RowsF32Avx2<REC> rows(W, V, Ws, x, i0, k);
+    const auto groups = static_cast<std::size_t>(i1 - i0) / 8;
+    groups_avx2(noise, groups, rows);
+    M1LanesF<REC> acc;
+    rows.lanes_into(acc);
+    float z[8];
+    const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(groups);
+    noise.tail(8 * groups, static_cast<std::size_t>(i1 - i), z);
     for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
     acc.write(L, out);
 }

@@ -320,11 +320,12 @@ public:
     // out[i] = +-1 with probability 1/2 each (Rademacher): the cheaper noise with the
     // Gaussian's first two moments. Bit j of the words of lane 0, in order, gives the sign
     // of element j; each byte is expanded through a table of its eight signs.
-    void fill_signs(double* out, std::size_t n) {
+    template <class T>
+    void fill_signs(T* out, std::size_t n) {
         static const auto table = [] {
-            std::array<std::array<double, 8>, 256> t{};
+            std::array<std::array<T, 8>, 256> t{};
             for (int byte = 0; byte < 256; ++byte)
-                for (int j = 0; j < 8; ++j) t[byte][j] = (byte >> j) & 1 ? 1.0 : -1.0;
+                for (int j = 0; j < 8; ++j) t[byte][j] = (byte >> j) & 1 ? T(1) : T(-1);
             return t;
         }();
         Xoshiro256pp& g = lanes_[0];
@@ -332,7 +333,8 @@ public:
             std::uint64_t bits = g.next();
             const std::size_t m = std::min<std::size_t>(64, n - i);
             std::size_t j = 0;
-            for (; j + 8 <= m; j += 8, bits >>= 8) std::memcpy(out + i + j, table[bits & 0xff].data(), 64);
+            for (; j + 8 <= m; j += 8, bits >>= 8)
+                std::memcpy(out + i + j, table[bits & 0xff].data(), 8 * sizeof(T));
             for (int k = 0; j < m; ++j, ++k) out[i + j] = table[bits & 0xff][k];
         }
     }
@@ -348,5 +350,8 @@ public:
 private:
     Xoshiro256pp lanes_[kLanes];
 };
+
+// The next n normals of a stream in the weights' type (float32: normal_f32.hpp).
+inline void fill_normals(NormalStream& s, double* out, std::size_t n) { s.fill(out, n); }
 
 }  // namespace linvae

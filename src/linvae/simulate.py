@@ -83,7 +83,7 @@ def _restore(path: str | os.PathLike[str], run_key: dict[str, Any], engine: Any,
     for r in range(ops["D"].shape[0]):
         prefix = f"replica{r}/"
         state = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-        for k in ("wm1", "vscale", "has_pending", "steps", "status"):
+        for k in ("dec1", "vdec", "has_pending", "steps", "status"):
             state[k] = state[k].item()
         engine.set_state(r, state)
     return int(meta["s0"]), int(meta["n_done"])
