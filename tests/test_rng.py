@@ -29,12 +29,34 @@ def test_moments(sample: np.ndarray) -> None:
     assert abs(stats.kurtosis(sample)) < 5 * np.sqrt(24.0) * se       # Var(excess kurt.) ~ 24/n
 
 
-@pytest.mark.parametrize("a", [1.0, 2.0, 3.0, 3.6541528853610088, 4.0, 4.5])
+R = 4.0388498461095045  # start of the tail of the 1024-layer ziggurat (both dtypes)
+
+
+@pytest.mark.parametrize("a", [1.0, 2.0, 3.0, 3.6541528853610088, R, 4.5])
 def test_tails(sample: np.ndarray, a: float) -> None:
-    # the ziggurat's tail starts at r = 3.654: count both sides of it exactly
+    # count both sides of the tail start exactly (3.654 is the 256-layer tail start)
     p = 2 * stats.norm.sf(a)
     k = np.count_nonzero(np.abs(sample) > a)
     assert abs(k - n * p) < 5 * np.sqrt(n * p * (1 - p)) + 1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tail_beyond_r_has_the_normal_shape(dtype: type) -> None:
+    # Only ~110 of a 2e6 sample lie beyond R, too few to see the tail's shape: draw 2e7
+    # (~1100 beyond R, in reused buffers) and KS-test them against the normal law
+    # conditioned on |x| > R. Their count is binomial: five standard errors.
+    s = _core.NormalStream(31, 0, 4)
+    buf = np.empty(5_000_000, dtype=dtype)
+    tail = []
+    for _ in range(4):
+        s.fill(buf)
+        tail.append(buf[np.abs(buf) > R].astype(np.float64))
+    t = np.concatenate(tail)
+    m, p = 4 * buf.size, 2 * stats.norm.sf(R)
+    assert abs(t.size - m * p) < 5 * np.sqrt(m * p * (1 - p))
+    assert abs(np.count_nonzero(t > 0) - t.size / 2) < 5 * np.sqrt(t.size) / 2
+    sf_r = stats.norm.sf(R)
+    assert stats.kstest(np.abs(t), lambda x: 1.0 - stats.norm.sf(x) / sf_r).pvalue > 1e-4
 
 
 def test_distribution_ks(sample: np.ndarray) -> None:

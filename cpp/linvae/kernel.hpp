@@ -337,17 +337,22 @@ __attribute__((target("avx2"))) void block_pass_m1_avx2(
 #endif
 
 // The hot path for float32 weights, M = M* = 1: float arithmetic on the weights (eight
-// rows per AVX2 register, half the bytes per row, float normals two per random word),
-// order parameters summed in double from the exact products of the stored floats.
+// rows per AVX2 register, half the bytes per row, float normals two per random word).
 // The decoder update is written W + (x cw - W dec1): its increment keeps all its digits
 // in float, where the factor 1 - dec1 would round dec1 ~ 1/N to a few bits. Rows go to 8
-// lanes by row index; a lane total is (l0 + .. + l3) + (l4 + .. + l7), each half in order.
+// lanes by row index. Q, a and b (needed every step) are summed in float over runs of
+// kRun groups (128 rows), then in double; a run's rounding (~1e-7 relative) is far below
+// that of the float32 weights themselves, and widening every product to double cost as
+// much as the rest of the pass. The recorded m, d, E, R are summed in double. A lane
+// total is (l0 + .. + l3) + (l4 + .. + l7), each half in order.
 struct M1CoeffsF {
     float dec, cw, vdec, cv, se, cs;
 };
 
 template <bool REC>
 struct M1LanesF {
+    static constexpr int kRun = 16;  // groups of 8 rows summed in float
+    float pq[8] = {}, pa[8] = {}, pb[8] = {};
     double q[8] = {}, a[8] = {}, b[8] = {};
     double m[8] = {}, d[8] = {}, E[8] = {}, R[8] = {};
 
@@ -359,10 +364,9 @@ struct M1LanesF {
         const float v = v0 - (xo * k.cv + v0 * k.vdec);
         W[i] = w;
         V[i] = v;
-        const double wd = w, vd = v;
-        q[l] += wd * wd;
+        pq[l] += w * w;
         if constexpr (REC) {
-            const double wsd = ws;
+            const double wd = w, vd = v, wsd = ws;
             m[l] += wd * wsd;
             d[l] += vd * wsd;
             R[l] += wd * vd;
@@ -370,16 +374,26 @@ struct M1LanesF {
         }
         const float xr = k.se * noise + ws * k.cs;
         x[i] = xr;
-        const double xd = xr;
-        a[l] += wd * xd;
-        b[l] += vd * xd;
+        pa[l] += w * xr;
+        pb[l] += v * xr;
+    }
+
+    // end of a run: the float partial sums into the double ones
+    void flush() {
+        for (int l = 0; l < 8; ++l) {
+            q[l] += static_cast<double>(pq[l]);
+            a[l] += static_cast<double>(pa[l]);
+            b[l] += static_cast<double>(pb[l]);
+            pq[l] = pa[l] = pb[l] = 0.0f;
+        }
     }
 
     static double total(const double* t) {
         return (((t[0] + t[1]) + t[2]) + t[3]) + (((t[4] + t[5]) + t[6]) + t[7]);
     }
 
-    void write(const SumLayout& L, double* out) const {
+    void write(const SumLayout& L, double* out) {
+        flush();
         out[L.a] = total(a);
         out[L.b] = total(b);
         out[L.Q] = total(q);
@@ -426,6 +440,7 @@ void block_pass_m1_f32(std::int64_t i0, std::int64_t i1, float* __restrict W,
     noise.groups(groups, [&](std::size_t g, const float* z) {
         const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(g);
         for (int l = 0; l < 8; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
+        if ((g + 1) % M1LanesF<REC>::kRun == 0) acc.flush();
     });
     float z[8];
     const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(groups);
@@ -445,6 +460,7 @@ struct M1RowsF32Avx2 {
     float* __restrict x;
     std::int64_t i0;
     __m256 dec, cw, vdec, cv, se, cs;
+    __m256 pq, pa, pb;  // the float sums of the current run
     __m256d q[2], a[2], b[2], m[2], d[2], E[2], R[2];
 
     __attribute__((target("avx2"))) M1RowsF32Avx2(float* W_, float* V_, const float* Ws_,
@@ -452,7 +468,8 @@ struct M1RowsF32Avx2 {
                                                   const M1CoeffsF& k)
         : W(W_), V(V_), Ws(Ws_), x(x_), i0(i0_), dec(_mm256_set1_ps(k.dec)),
           cw(_mm256_set1_ps(k.cw)), vdec(_mm256_set1_ps(k.vdec)), cv(_mm256_set1_ps(k.cv)),
-          se(_mm256_set1_ps(k.se)), cs(_mm256_set1_ps(k.cs)) {
+          se(_mm256_set1_ps(k.se)), cs(_mm256_set1_ps(k.cs)), pq(_mm256_setzero_ps()),
+          pa(pq), pb(pq) {
         for (int h = 0; h < 2; ++h)
             q[h] = a[h] = b[h] = m[h] = d[h] = E[h] = R[h] = _mm256_setzero_pd();
     }
@@ -461,6 +478,12 @@ struct M1RowsF32Avx2 {
     __attribute__((target("avx2"))) static inline void widen(__m256 f, __m256d (&out)[2]) {
         out[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
         out[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+    }
+    __attribute__((target("avx2"))) static inline void add_widened(__m256d (&acc)[2], __m256 f) {
+        __m256d h[2];
+        widen(f, h);
+        acc[0] = _mm256_add_pd(acc[0], h[0]);
+        acc[1] = _mm256_add_pd(acc[1], h[1]);
     }
 
     __attribute__((target("avx2"))) inline void operator()(std::size_t g, __m256 noise) {
@@ -472,19 +495,11 @@ struct M1RowsF32Avx2 {
         const __m256 v = _mm256_sub_ps(v0, _mm256_add_ps(_mm256_mul_ps(xo, cv), _mm256_mul_ps(v0, vdec)));
         _mm256_storeu_ps(W + i, w);
         _mm256_storeu_ps(V + i, v);
-        const __m256 xr = _mm256_add_ps(_mm256_mul_ps(se, noise), _mm256_mul_ps(ws, cs));
-        _mm256_storeu_ps(x + i, xr);
-        __m256d wd[2], vd[2], xd[2];
-        widen(w, wd);
-        widen(v, vd);
-        widen(xr, xd);
-        for (int h = 0; h < 2; ++h) {
-            q[h] = _mm256_add_pd(q[h], _mm256_mul_pd(wd[h], wd[h]));
-            a[h] = _mm256_add_pd(a[h], _mm256_mul_pd(wd[h], xd[h]));
-            b[h] = _mm256_add_pd(b[h], _mm256_mul_pd(vd[h], xd[h]));
-        }
+        pq = _mm256_add_ps(pq, _mm256_mul_ps(w, w));
         if constexpr (REC) {
-            __m256d wsd[2];
+            __m256d wd[2], vd[2], wsd[2];
+            widen(w, wd);
+            widen(v, vd);
             widen(ws, wsd);
             for (int h = 0; h < 2; ++h) {
                 m[h] = _mm256_add_pd(m[h], _mm256_mul_pd(wd[h], wsd[h]));
@@ -493,12 +508,28 @@ struct M1RowsF32Avx2 {
                 E[h] = _mm256_add_pd(E[h], _mm256_mul_pd(vd[h], vd[h]));
             }
         }
+        const __m256 xr = _mm256_add_ps(_mm256_mul_ps(se, noise), _mm256_mul_ps(ws, cs));
+        _mm256_storeu_ps(x + i, xr);
+        pa = _mm256_add_ps(pa, _mm256_mul_ps(w, xr));
+        pb = _mm256_add_ps(pb, _mm256_mul_ps(v, xr));
+        if ((g + 1) % M1LanesF<REC>::kRun == 0) flush();
     }
     __attribute__((target("avx2"))) inline void operator()(std::size_t g, const float* noise) {
         (*this)(g, _mm256_loadu_ps(noise));
     }
 
+    __attribute__((target("avx2"))) inline void flush() {
+        add_widened(q, pq);
+        add_widened(a, pa);
+        add_widened(b, pb);
+        pq = pa = pb = _mm256_setzero_ps();
+    }
+
+    // the state of the sums, for the scalar rows of the block's tail
     __attribute__((target("avx2"))) void lanes_into(M1LanesF<REC>& acc) const {
+        _mm256_storeu_ps(acc.pq, pq);
+        _mm256_storeu_ps(acc.pa, pa);
+        _mm256_storeu_ps(acc.pb, pb);
         for (int h = 0; h < 2; ++h) {
             _mm256_storeu_pd(acc.q + 4 * h, q[h]);
             _mm256_storeu_pd(acc.a + 4 * h, a[h]);

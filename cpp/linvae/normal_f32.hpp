@@ -140,12 +140,6 @@ inline void normals8_scalar(Xoshiro256pp* lanes, std::size_t n_groups, Sink&& si
 }
 
 #ifdef LINVAE_HAVE_AVX2_PATH
-// s with the 64-bit elements selected by mask replaced by v.
-__attribute__((target("avx2"))) inline __m256i blend_word_avx2(__m256i s, std::uint64_t v,
-                                                               __m256i mask) {
-    return _mm256_blendv_epi8(s, _mm256_set1_epi64x(static_cast<long long>(v)), mask);
-}
-
 // AVX2 group generator: the same numbers as normals8_scalar, with group g handed to
 // sink(g, __m256 eight) straight from registers (the sink's call operator must itself be
 // compiled for AVX2, see StoreNormals8F). Every operation of the fast path is exact or a
@@ -154,31 +148,15 @@ __attribute__((target("avx2"))) inline __m256i blend_word_avx2(__m256i s, std::u
 template <class Sink>
 __attribute__((target("avx2"))) inline void normals8_avx2(Xoshiro256pp* lanes,
                                                           std::size_t n_groups, Sink&& sink) {
-    const ZigguratTablesF& z = ZigguratTablesF::get();
-    alignas(32) std::uint64_t st[4][4];
-    for (int w = 0; w < 4; ++w)
-        for (int l = 0; l < 4; ++l) st[w][l] = lanes[l].s[w];
-    __m256i s0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[0]));
-    __m256i s1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[1]));
-    __m256i s2 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[2]));
-    __m256i s3 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[3]));
     using Z = ZigguratTablesF;
+    const Z& z = Z::get();
+    XoshiroX4 st(lanes);
     const __m256i idx_mask = _mm256_set1_epi32(Z::kIdxMask);
     const __m256i sign_bit = _mm256_set1_epi32(Z::kSignBit);
     const int* k_table = reinterpret_cast<const int*>(z.k.data());
-    const __m256i lane_ids = _mm256_setr_epi64x(0, 1, 2, 3);
-    const __m256i output_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (std::size_t g = 0; g < n_groups; ++g) {
-        const __m256i bits = _mm256_add_epi64(rotl_avx2(_mm256_add_epi64(s0, s3), 23), s0);
-        const __m256i t = _mm256_slli_epi64(s1, 17);
-        s2 = _mm256_xor_si256(s2, s0);
-        s3 = _mm256_xor_si256(s3, s1);
-        s1 = _mm256_xor_si256(s1, s2);
-        s0 = _mm256_xor_si256(s0, s3);
-        s2 = _mm256_xor_si256(s2, t);
-        s3 = rotl_avx2(s3, 45);
-
         // 32-bit element 2l + h of `bits` is half h of lane l's word: the output order.
+        const __m256i bits = st.next();
         const __m256i idx = _mm256_and_si256(bits, idx_mask);
         const __m256i rabs = _mm256_srli_epi32(bits, Z::kAbsShift);
         const __m256 w = _mm256_i32gather_ps(z.w.data(), idx, 4);
@@ -189,37 +167,20 @@ __attribute__((target("avx2"))) inline void normals8_avx2(Xoshiro256pp* lanes,
         const int ok = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, rabs)));
         if (ok != 0xff) {  // ~3% of groups: redo the rejected outputs, in output order
             alignas(32) std::uint32_t u[8];
+            alignas(32) float xs[8];
             _mm256_store_si256(reinterpret_cast<__m256i*>(u), bits);
+            _mm256_store_ps(xs, x);
             for (unsigned m = ~static_cast<unsigned>(ok) & 0xffu; m != 0; m &= m - 1) {
                 const int j = __builtin_ctz(m), l = j >> 1;
-                alignas(32) std::uint64_t cur[4][4];
-                _mm256_store_si256(reinterpret_cast<__m256i*>(cur[0]), s0);
-                _mm256_store_si256(reinterpret_cast<__m256i*>(cur[1]), s1);
-                _mm256_store_si256(reinterpret_cast<__m256i*>(cur[2]), s2);
-                _mm256_store_si256(reinterpret_cast<__m256i*>(cur[3]), s3);
-                Xoshiro256pp lane;
-                for (int q = 0; q < 4; ++q) lane.s[q] = cur[q][l];
-                const float v = normal_slow_f32(lane, u[j], z);
-                // Blend the lane back rather than reload the arrays: a 256-bit load of
-                // data just written by 64-bit stores cannot be store-forwarded and would
-                // stall the state chain that every later group depends on.
-                const __m256i in_lane = _mm256_cmpeq_epi64(lane_ids, _mm256_set1_epi64x(l));
-                s0 = blend_word_avx2(s0, lane.s[0], in_lane);
-                s1 = blend_word_avx2(s1, lane.s[1], in_lane);
-                s2 = blend_word_avx2(s2, lane.s[2], in_lane);
-                s3 = blend_word_avx2(s3, lane.s[3], in_lane);
-                const __m256i at_j = _mm256_cmpeq_epi32(output_ids, _mm256_set1_epi32(j));
-                x = _mm256_blendv_ps(x, _mm256_set1_ps(v), _mm256_castsi256_ps(at_j));
+                Xoshiro256pp lane = st.lane(l);
+                xs[j] = normal_slow_f32(lane, u[j], z);
+                st.set_lane(l, lane);
             }
+            x = _mm256_load_ps(xs);
         }
         sink(g, x);
     }
-    _mm256_store_si256(reinterpret_cast<__m256i*>(st[0]), s0);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(st[1]), s1);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(st[2]), s2);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(st[3]), s3);
-    for (int w = 0; w < 4; ++w)
-        for (int l = 0; l < 4; ++l) lanes[l].s[w] = st[w][l];
+    st.store(lanes);
 }
 
 struct StoreNormals8F {
