@@ -7,6 +7,8 @@ correct generator fails a given check with probability ~6e-7).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -46,7 +48,7 @@ def test_tail_beyond_r_has_the_normal_shape(dtype: type) -> None:
     # (~1100 beyond R, in reused buffers) and KS-test them against the normal law
     # conditioned on |x| > R. Their count is binomial: five standard errors.
     s = _core.NormalStream(31, 0, 4)
-    buf = np.empty(5_000_000, dtype=dtype)
+    buf: np.ndarray = np.empty(5_000_000, dtype=dtype)
     tail = []
     for _ in range(4):
         s.fill(buf)
@@ -106,9 +108,9 @@ def test_bit_generator_is_balanced() -> None:
 
 def test_simd_and_scalar_paths_give_the_same_numbers() -> None:
     # The AVX2 fills and the AVX2 passes (M = M* = 1: four float64 or eight float32 rows
-    # at a time) do exactly the scalar arithmetic, so the whole run, not just the
-    # generator, is the same bit for bit on either path, for both weight types and both
-    # noises (N = 5001 also exercises the tail rows).
+    # at a time; M = 4, 8: a row's latents per register) do exactly the scalar arithmetic,
+    # so the whole run, not just the generator, is the same bit for bit on either path,
+    # for both weight types and both noises (N = 5001 also exercises the tail rows).
     import linvae
 
     active = _core.build_info()["simd_runtime"]
@@ -116,17 +118,22 @@ def test_simd_and_scalar_paths_give_the_same_numbers() -> None:
         pytest.skip("this CPU or build has only the scalar path")
     try:
         a = _core.NormalStream(5, 1, 2).normal(100_003)
-        cases = [(M, dtype, noise) for M in (1, 2) for dtype in ("float64", "float32")
+        cases = [(M, 1, dtype, noise) for M in (1, 2) for dtype in ("float64", "float32")
                  for noise in ("gaussian", "rademacher")]
-        runs = {c: linvae.simulate(linvae.Params(M=c[0]), N=5001, t_max=0.2, seeds=2,
-                                   dtype=c[1], noise=c[2], progress=False) for c in cases}
+        cases += [(M, 2, "float64", "gaussian") for M in (4, 8)]  # the AVX2 M = 4, 8 pass
+
+        def sim(M: int, Ms: int, dtype: str, noise: str) -> Any:
+            p = linvae.Params(M=M, M_star=Ms, rho=[2.0, 1.0][:Ms])
+            return linvae.simulate(p, N=5001, t_max=0.2, seeds=2, dtype=dtype, noise=noise,
+                                   progress=False)
+
+        runs = {c: sim(*c) for c in cases}
         _core.set_simd_path("scalar")
         b = _core.NormalStream(5, 1, 2).normal(100_003)
-        for (M, dtype, noise), sim_a in runs.items():
-            sim_b = linvae.simulate(linvae.Params(M=M), N=5001, t_max=0.2, seeds=2,
-                                    dtype=dtype, noise=noise, progress=False)
+        for c, sim_a in runs.items():
+            sim_b = sim(*c)
             for k in ("m", "d", "Q", "E", "R", "D"):
-                assert np.array_equal(sim_a[k].values, sim_b[k].values), (M, dtype, noise, k)
+                assert np.array_equal(sim_a[k].values, sim_b[k].values), (*c, k)
     finally:
         _core.set_simd_path(active)
     assert np.array_equal(a, b)

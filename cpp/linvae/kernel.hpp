@@ -57,6 +57,24 @@ struct PendingUpdate {
     double dec1 = 0.0, vdec = 0.0;
 };
 
+// W_i . b over the M latents. For M a multiple of 4 in the order of a vector of four
+// lanes (lane l sums latents l, l + 4, ...; then (l0 + l2) + (l1 + l3)), which is what
+// block_pass_step_avx2 computes; otherwise in latent order.
+template <int MC>
+inline double dot_latents(const double* w, const double* b, int M) {
+    if constexpr (MC > 0 && MC % 4 == 0) {
+        double t[4];
+        for (int l = 0; l < 4; ++l) t[l] = w[l] * b[l];
+        for (int c = 1; c < MC / 4; ++c)
+            for (int l = 0; l < 4; ++l) t[l] += w[4 * c + l] * b[4 * c + l];
+        return (t[0] + t[2]) + (t[1] + t[3]);
+    } else {
+        double s = 0.0;
+        for (int j = 0; j < M; ++j) s += w[j] * b[j];
+        return s;
+    }
+}
+
 // Rows [i0, i1) of the row-major arrays W, V (N x M), Ws (N x M*), x (N).
 // noise[j] is the standard normal for row i0 + j; cs[f] = sqrt(rho_f) c_f / sqrt(N).
 // MC / MSC > 0 fix M / M* at compile time (the common small cases); 0 means runtime.
@@ -89,8 +107,7 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
         for (int f = 0; f < Ms; ++f) ws[f] = static_cast<double>(Wsi[f]);
         if constexpr (APPLY) {
             const double xo = static_cast<double>(x[i]);
-            double wb = 0.0;
-            for (int j = 0; j < M; ++j) wb += w[j] * up.b[j];
+            const double wb = dot_latents<MC>(w, up.b.data(), M);
             for (int k = 0; k < M; ++k) {
                 // store, then continue with the stored value so that float32 order
                 // parameters describe the weights actually held
@@ -140,6 +157,77 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
         }
     }
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The step pass (pending update and new sample, no record) for float64 weights and
+// M = 4 or 8, a row at a time with its latents in AVX2 registers: the arithmetic of
+// block_pass entry by entry in the same order (each sum over rows runs in row order, W_i
+// . b in dot_latents' order), so the same bits, with the O(M^2) sum of Q as M / 4 vector
+// multiply-adds per latent. The latents of a row are contiguous (row-major W and V), so
+// no transposes are needed.
+template <int MC>
+__attribute__((target("avx2"))) void block_pass_step_avx2(
+        int Ms, std::int64_t i0, std::int64_t i1, double* __restrict W, double* __restrict V,
+        const double* __restrict Ws, double* __restrict x, const PendingUpdate& up,
+        const double* __restrict noise, const double* __restrict cs, double sqrt_eta,
+        const SumLayout& L, double* __restrict out) {
+    static_assert(MC % 4 == 0, "latents in whole AVX2 registers");
+    constexpr int NV = MC / 4;
+    __m256d b[NV], wdiag[NV], u[NV], cW[NV], cV[NV];
+    __m256d a_acc[NV], b_acc[NV], Q[MC][NV];  // Q[k][c]: entries (k, 4c .. 4c + 3), c >= k / 4
+    const __m256d vscale = _mm256_set1_pd(1.0 - up.vdec);
+    for (int c = 0; c < NV; ++c) {
+        b[c] = _mm256_loadu_pd(up.b.data() + 4 * c);
+        wdiag[c] = _mm256_loadu_pd(up.wdiag.data() + 4 * c);
+        u[c] = _mm256_loadu_pd(up.u.data() + 4 * c);
+        cW[c] = _mm256_loadu_pd(up.cW.data() + 4 * c);
+        cV[c] = _mm256_loadu_pd(up.cV.data() + 4 * c);
+        a_acc[c] = b_acc[c] = _mm256_setzero_pd();
+        for (int k = 0; k < MC; ++k) Q[k][c] = _mm256_setzero_pd();
+    }
+    for (std::int64_t i = i0; i < i1; ++i) {
+        double* Wi = W + i * MC;
+        double* Vi = V + i * MC;
+        __m256d w[NV], v[NV];
+        for (int c = 0; c < NV; ++c) {
+            w[c] = _mm256_loadu_pd(Wi + 4 * c);
+            v[c] = _mm256_loadu_pd(Vi + 4 * c);
+        }
+        __m256d t = _mm256_mul_pd(w[0], b[0]);
+        for (int c = 1; c < NV; ++c) t = _mm256_add_pd(t, _mm256_mul_pd(w[c], b[c]));
+        const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+        const __m256d wb = _mm256_set1_pd(_mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s))));
+        const __m256d xo = _mm256_set1_pd(x[i]);
+        for (int c = 0; c < NV; ++c) {
+            w[c] = _mm256_add_pd(_mm256_sub_pd(_mm256_mul_pd(w[c], wdiag[c]), _mm256_mul_pd(wb, u[c])),
+                                 _mm256_mul_pd(xo, cW[c]));
+            v[c] = _mm256_sub_pd(_mm256_mul_pd(vscale, v[c]), _mm256_mul_pd(xo, cV[c]));
+            _mm256_storeu_pd(Wi + 4 * c, w[c]);
+            _mm256_storeu_pd(Vi + 4 * c, v[c]);
+        }
+        for (int k = 0; k < MC; ++k) {
+            const __m256d wk = _mm256_broadcast_sd(Wi + k);
+            for (int c = k / 4; c < NV; ++c) Q[k][c] = _mm256_add_pd(Q[k][c], _mm256_mul_pd(wk, w[c]));
+        }
+        double xi = sqrt_eta * noise[i - i0];
+        for (int f = 0; f < Ms; ++f) xi += Ws[i * Ms + f] * cs[f];
+        x[i] = xi;
+        const __m256d xv = _mm256_set1_pd(xi);
+        for (int c = 0; c < NV; ++c) {
+            a_acc[c] = _mm256_add_pd(a_acc[c], _mm256_mul_pd(w[c], xv));
+            b_acc[c] = _mm256_add_pd(b_acc[c], _mm256_mul_pd(v[c], xv));
+        }
+    }
+    alignas(32) double q[MC][MC];
+    for (int c = 0; c < NV; ++c) {
+        _mm256_storeu_pd(out + L.a + 4 * c, a_acc[c]);
+        _mm256_storeu_pd(out + L.b + 4 * c, b_acc[c]);
+        for (int k = 0; k < MC; ++k) _mm256_store_pd(&q[k][4 * c], Q[k][c]);
+    }
+    for (int k = 0; k < MC; ++k)
+        for (int l = k; l < MC; ++l) out[L.Q + k * MC + l] = q[k][l];
+}
+#endif
 
 // The hot path, M = M* = 1 with a pending update and a new sample: the same arithmetic
 // as block_pass, but rows are dealt to 4 lanes by row index (row i0 + j to lane j % 4),
