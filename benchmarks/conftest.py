@@ -83,10 +83,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def _scaling_summary(w: Any, ns: dict[tuple[str, int, int, int], float]) -> None:
     scale_N = sorted((N, v) for (k, N, _, _), v in ns.items() if k == "scale_N")
     scale_M = sorted((M, v) for (k, _, M, _), v in ns.items() if k == "scale_M")
+    scale_N32 = {N: v for (k, N, _, _), v in ns.items() if k == "scale_N32"}
     if scale_N:
         w("")
         w("step time vs N (M = 1, one thread): ns per (step x N); flat = linear in N")
         w("  " + "  ".join(f"N={N:.0e}: {v:.2f}" for N, v in scale_N))
+        if scale_N32:
+            w("  float32: " + "  ".join(f"N={N:.0e}: {scale_N32[N]:.2f} ({v / scale_N32[N]:.2f}x)"
+                                        for N, v in scale_N if N in scale_N32))
     if scale_M:
         w("step time vs M (N = 1e5): ns per (step x N), and per latent")
         w("  " + "  ".join(f"M={M}: {v:.2f} ({v / M:.2f})" for M, v in scale_M))

@@ -115,7 +115,7 @@ void register_engine_type(py::module_& m, const char* name) {
                  const auto& c = e.config();
                  auto& rep = e.replica(r);
                  if (rep.has_pending) throw py::value_error("call flush() before weights()");
-                 auto mat = [](const std::vector<Real>& v, std::int64_t rows, int cols) {
+                 auto mat = [](const linvae::Weights<Real>& v, std::int64_t rows, int cols) {
                      py::array_t<double> out({rows, static_cast<std::int64_t>(cols)});
                      double* p = out.mutable_data();
                      for (std::size_t i = 0; i < v.size(); ++i) p[i] = static_cast<double>(v[i]);

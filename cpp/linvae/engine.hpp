@@ -7,7 +7,12 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -15,6 +20,10 @@
 #include <vector>
 
 #include <Eigen/Dense>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "kernel.hpp"
 #include "rng.hpp"
@@ -52,9 +61,53 @@ struct RecordSink {
     std::int64_t rec_start;  // t index of this run's first record
 };
 
+// Storage for the weights: large arrays on 2 MiB pages where the kernel allows it
+// (Linux transparent huge pages in "madvise" mode). A step walks all of them, and with
+// 4 KiB pages every 512 rows of each array cost a TLB miss. Successive arrays start at
+// different offsets from the page (multiples of 1088 bytes): arrays that all start on a
+// page boundary put W_i, V_i and x_i at equal addresses modulo 4 KiB, which the CPU
+// mistakes for dependencies between their loads and stores.
+template <class T>
+struct HugePageAllocator {
+    using value_type = T;
+    static constexpr std::size_t kHuge = std::size_t{1} << 21;
+    static constexpr std::size_t kMin = kHuge / 8;  // smaller arrays: the usual allocator
+    HugePageAllocator() = default;
+    template <class U>
+    HugePageAllocator(const HugePageAllocator<U>&) {}
+    T* allocate(std::size_t n) {
+        const std::size_t bytes = n * sizeof(T);
+        if (bytes < kMin) return std::allocator<T>().allocate(n);
+        static std::atomic<unsigned> count{0};
+        const std::size_t offset = 64 + 1088 * (count++ % 8);  // 64: room for the base
+        const std::size_t rounded = (bytes + offset + kHuge - 1) / kHuge * kHuge;
+        void* base = std::aligned_alloc(kHuge, rounded);
+        if (base == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+        madvise(base, rounded, MADV_HUGEPAGE);  // a hint: without it, ordinary pages
+#endif
+        char* p = static_cast<char*>(base) + offset;
+        std::memcpy(p - sizeof(void*), &base, sizeof(void*));
+        return reinterpret_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t n) {
+        if (n * sizeof(T) < kMin) return std::allocator<T>().deallocate(p, n);
+        void* base;
+        std::memcpy(&base, reinterpret_cast<char*>(p) - sizeof(void*), sizeof(void*));
+        std::free(base);
+    }
+    template <class U>
+    bool operator==(const HugePageAllocator<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+
+template <class Real>
+using Weights = std::vector<Real, HugePageAllocator<Real>>;
+
 template <class Real>
 struct Replica {
-    std::vector<Real> W, V, Ws, x;
+    Weights<Real> W, V, Ws, x;
     std::vector<double> D, Q;  // D and Q of the current state (Q summed exactly each pass)
     PendingUpdate pending;
     bool has_pending = false;
@@ -200,7 +253,7 @@ private:
 #endif
     }
 
-    static void fill_normal(NormalStream& g, std::vector<Real>& v) {
+    static void fill_normal(NormalStream& g, Weights<Real>& v) {
         std::vector<double> buf(static_cast<std::size_t>(std::min<std::int64_t>(kBlock, v.size())));
         for (std::size_t i0 = 0; i0 < v.size(); i0 += buf.size()) {
             const std::size_t n = std::min(buf.size(), v.size() - i0);

@@ -339,8 +339,10 @@ __attribute__((target("avx2"))) inline __m256d store4(float* p, __m256d v) {
     return _mm256_cvtps_pd(f);
 }
 
-// Four rows on the four lanes of AVX2 registers: M1Lanes::row, vectorised.
-template <class Real, bool REC>
+// Four rows on the four lanes of AVX2 registers: M1Lanes::row, vectorised. Without
+// weight decay (lam = 0, vs = 1) the factor vs is left out: 1 * V = V exactly, so the
+// bits are those of the scalar row, one multiply fewer.
+template <class Real, bool REC, bool SCALE_V>
 struct M1RowsAvx2 {
     Real* __restrict W;
     Real* __restrict V;
@@ -364,8 +366,8 @@ struct M1RowsAvx2 {
         // the scalar expressions, in the same order, without fused multiply-adds
         const __m256d w = store4(W + i, _mm256_add_pd(_mm256_mul_pd(xo, cw),
                                                       _mm256_mul_pd(load4(W + i), wm)));
-        const __m256d v = store4(V + i, _mm256_sub_pd(_mm256_mul_pd(vs, load4(V + i)),
-                                                      _mm256_mul_pd(xo, cv)));
+        const __m256d v0 = SCALE_V ? _mm256_mul_pd(vs, load4(V + i)) : load4(V + i);
+        const __m256d v = store4(V + i, _mm256_sub_pd(v0, _mm256_mul_pd(xo, cv)));
         q = _mm256_add_pd(q, _mm256_mul_pd(w, w));
         if constexpr (REC) {
             m = _mm256_add_pd(m, _mm256_mul_pd(w, ws));
@@ -406,12 +408,12 @@ __attribute__((target("avx2"))) inline void groups_avx2(const NoiseStream& src, 
     normals4_avx2(src.s->lanes(), n, ZigguratTables::get(), sink);
 }
 
-template <class Real, bool REC, class Noise>
-__attribute__((target("avx2"))) void block_pass_m1_avx2(
+template <class Real, bool REC, bool SCALE_V, class Noise>
+__attribute__((target("avx2"))) void block_pass_m1_avx2_rows(
         std::int64_t i0, std::int64_t i1, Real* __restrict W, Real* __restrict V,
         const Real* __restrict Ws, Real* __restrict x, const M1Coeffs& k, const Noise& noise,
         const SumLayout& L, double* __restrict out) {
-    M1RowsAvx2<Real, REC> rows(W, V, Ws, x, i0, k);
+    M1RowsAvx2<Real, REC, SCALE_V> rows(W, V, Ws, x, i0, k);
     const auto groups = static_cast<std::size_t>(i1 - i0) / 4;
     groups_avx2(noise, groups, rows);
     M1Lanes<Real, REC> acc;
@@ -421,6 +423,16 @@ __attribute__((target("avx2"))) void block_pass_m1_avx2(
     noise.tail(4 * groups, static_cast<std::size_t>(i1 - i), z);
     for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
     acc.write(L, out);
+}
+
+template <class Real, bool REC, class Noise>
+void block_pass_m1_avx2(std::int64_t i0, std::int64_t i1, Real* __restrict W,
+                        Real* __restrict V, const Real* __restrict Ws, Real* __restrict x,
+                        const M1Coeffs& k, const Noise& noise, const SumLayout& L,
+                        double* __restrict out) {
+    if (k.vs == 1.0)
+        return block_pass_m1_avx2_rows<Real, REC, false>(i0, i1, W, V, Ws, x, k, noise, L, out);
+    block_pass_m1_avx2_rows<Real, REC, true>(i0, i1, W, V, Ws, x, k, noise, L, out);
 }
 #endif
 
@@ -449,7 +461,8 @@ struct M1LanesF {
                     const M1CoeffsF& k) {
         const float xo = x[i], ws = Ws[i], w0 = W[i], v0 = V[i];
         const float w = w0 + (xo * k.cw - w0 * k.dec);
-        const float v = v0 - (xo * k.cv + v0 * k.vdec);
+        // without weight decay (vdec = 0) the decay term is left out, as in the AVX2 rows
+        const float v = k.vdec == 0.0f ? v0 - xo * k.cv : v0 - (xo * k.cv + v0 * k.vdec);
         W[i] = w;
         V[i] = v;
         pq[l] += w * w;
@@ -539,8 +552,8 @@ void block_pass_m1_f32(std::int64_t i0, std::int64_t i1, float* __restrict W,
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // Eight rows in AVX2 registers: M1LanesF::row, vectorised; the double sums of rows
-// 0-3 and 4-7 of a group go to lanes 0-3 and 4-7.
-template <bool REC>
+// 0-3 and 4-7 of a group go to lanes 0-3 and 4-7. DECAY_V: lam > 0.
+template <bool REC, bool DECAY_V>
 struct M1RowsF32Avx2 {
     float* __restrict W;
     float* __restrict V;
@@ -580,7 +593,8 @@ struct M1RowsF32Avx2 {
         const __m256 w0 = _mm256_loadu_ps(W + i), v0 = _mm256_loadu_ps(V + i);
         // the scalar expressions, in the same order, without fused multiply-adds
         const __m256 w = _mm256_add_ps(w0, _mm256_sub_ps(_mm256_mul_ps(xo, cw), _mm256_mul_ps(w0, dec)));
-        const __m256 v = _mm256_sub_ps(v0, _mm256_add_ps(_mm256_mul_ps(xo, cv), _mm256_mul_ps(v0, vdec)));
+        const __m256 v = DECAY_V ? _mm256_sub_ps(v0, _mm256_add_ps(_mm256_mul_ps(xo, cv), _mm256_mul_ps(v0, vdec)))
+                                 : _mm256_sub_ps(v0, _mm256_mul_ps(xo, cv));
         _mm256_storeu_ps(W + i, w);
         _mm256_storeu_ps(V + i, v);
         pq = _mm256_add_ps(pq, _mm256_mul_ps(w, w));
@@ -643,12 +657,12 @@ __attribute__((target("avx2"))) inline void groups_avx2(const NoiseStreamF& src,
     normals8_avx2(src.s->lanes(), n, sink);
 }
 
-template <bool REC, class Noise>
-__attribute__((target("avx2"))) void block_pass_m1_f32_avx2(
+template <bool REC, bool DECAY_V, class Noise>
+__attribute__((target("avx2"))) void block_pass_m1_f32_avx2_rows(
         std::int64_t i0, std::int64_t i1, float* __restrict W, float* __restrict V,
         const float* __restrict Ws, float* __restrict x, const M1CoeffsF& k, const Noise& noise,
         const SumLayout& L, double* __restrict out) {
-    M1RowsF32Avx2<REC> rows(W, V, Ws, x, i0, k);
+    M1RowsF32Avx2<REC, DECAY_V> rows(W, V, Ws, x, i0, k);
     const auto groups = static_cast<std::size_t>(i1 - i0) / 8;
     groups_avx2(noise, groups, rows);
     M1LanesF<REC> acc;
@@ -658,6 +672,16 @@ __attribute__((target("avx2"))) void block_pass_m1_f32_avx2(
     noise.tail(8 * groups, static_cast<std::size_t>(i1 - i), z);
     for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
     acc.write(L, out);
+}
+
+template <bool REC, class Noise>
+void block_pass_m1_f32_avx2(std::int64_t i0, std::int64_t i1, float* __restrict W,
+                            float* __restrict V, const float* __restrict Ws,
+                            float* __restrict x, const M1CoeffsF& k, const Noise& noise,
+                            const SumLayout& L, double* __restrict out) {
+    if (k.vdec == 0.0f)
+        return block_pass_m1_f32_avx2_rows<REC, false>(i0, i1, W, V, Ws, x, k, noise, L, out);
+    block_pass_m1_f32_avx2_rows<REC, true>(i0, i1, W, V, Ws, x, k, noise, L, out);
 }
 #endif
 
