@@ -75,6 +75,10 @@ struct HugePageAllocator {
     HugePageAllocator() = default;
     template <class U>
     HugePageAllocator(const HugePageAllocator<U>&) {}
+#if defined(_WIN32)  // no std::aligned_alloc there: the usual allocator
+    T* allocate(std::size_t n) { return std::allocator<T>().allocate(n); }
+    void deallocate(T* p, std::size_t n) { std::allocator<T>().deallocate(p, n); }
+#else
     T* allocate(std::size_t n) {
         const std::size_t bytes = n * sizeof(T);
         if (bytes < kMin) return std::allocator<T>().allocate(n);
@@ -96,6 +100,7 @@ struct HugePageAllocator {
         std::memcpy(&base, reinterpret_cast<char*>(p) - sizeof(void*), sizeof(void*));
         std::free(base);
     }
+#endif
     template <class U>
     bool operator==(const HugePageAllocator<U>&) const { return true; }
     template <class U>
