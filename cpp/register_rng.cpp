@@ -14,8 +14,8 @@ using linvae::NormalStream;
 void register_rng(py::module_& m) {
     py::class_<NormalStream>(m, "NormalStream",
                              "Standard normals of the stream (seed, replica, stream_id): "
-                             "xoshiro256++ lanes; a 256-layer ziggurat for float64, a "
-                             "1024-layer one on 32-bit halves for float32.")
+                             "xoshiro256++ lanes and a 1024-layer ziggurat (float64: one "
+                             "64-bit word per normal; float32: one 32-bit half).")
         .def(py::init<std::uint64_t, std::uint64_t, std::uint64_t>(), py::arg("seed"),
              py::arg("replica") = 0, py::arg("stream_id") = 0)
         // noconvert on both: a converted copy would be filled and thrown away, and a
