@@ -397,6 +397,12 @@ private:
                 return pass_m1(rep, rec, i0, i1, noise, cs, se, slot);
         }
 #ifdef LINVAE_HAVE_AVX2_PATH
+        if constexpr (MC == 2 && std::is_same_v<Real, double>) {
+            if (code == 5 && active_simd_path() == SimdPath::kAvx2)  // every unrecorded step
+                return block_pass_step_m2_avx2(cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),
+                                               rep.Ws.data(), rep.x.data(), rep.pending, noise,
+                                               cs, se, L_, slot);
+        }
         if constexpr ((MC == 4 || MC == 8) && std::is_same_v<Real, double>) {
             if (code == 5 && active_simd_path() == SimdPath::kAvx2)  // every unrecorded step
                 return block_pass_step_avx2<MC>(cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),

@@ -59,10 +59,13 @@ struct PendingUpdate {
 
 // W_i . b over the M latents. For M a multiple of 4 in the order of a vector of four
 // lanes (lane l sums latents l, l + 4, ...; then (l0 + l2) + (l1 + l3)), which is what
-// block_pass_step_avx2 computes; otherwise in latent order.
+// block_pass_step_avx2 computes; otherwise in latent order (for M = 2 without the 0 the
+// loop starts from, so that the sign of a zero matches block_pass_step_m2_avx2).
 template <int MC>
 inline double dot_latents(const double* w, const double* b, int M) {
-    if constexpr (MC > 0 && MC % 4 == 0) {
+    if constexpr (MC == 2) {
+        return w[0] * b[0] + w[1] * b[1];  // as a horizontal add of the two products
+    } else if constexpr (MC > 0 && MC % 4 == 0) {
         double t[4];
         for (int l = 0; l < 4; ++l) t[l] = w[l] * b[l];
         for (int c = 1; c < MC / 4; ++c)
@@ -89,14 +92,21 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
     const int Ms = MSC > 0 ? MSC : Ms_rt;
     constexpr int MB = MC > 0 ? MC : kMaxLatents;
     constexpr int MSB = MSC > 0 ? MSC : kMaxLatents;
-    // local accumulators: the order of additions inside a block is fixed (row order)
-    double a[MB] = {}, b[MB] = {}, Q[MB * MB] = {};
+    // Local accumulators: the order of additions inside a block is fixed (row order).
+    // For M = 2, Q, a and b sum the even and the odd rows of the block apart, then add
+    // the two: the order of block_pass_step_m2_avx2, which holds two rows per register.
+    constexpr int NL = MC == 2 ? 2 : 1;
+    double a_l[NL][MB] = {}, b_l[NL][MB] = {}, Q_l[NL][MB * MB] = {};
     double E[REC ? MB * MB : 1] = {}, R[REC ? MB * MB : 1] = {};
     double m[REC ? MB * MSB : 1] = {}, d[REC ? MB * MSB : 1] = {};
     double w[MB], v[MB], ws[MSB];
     const double vscale = 1.0 - up.vdec;
 
     for (std::int64_t i = i0; i < i1; ++i) {
+        const int lane = NL == 2 ? static_cast<int>((i - i0) & 1) : 0;
+        double* a = a_l[lane];
+        double* b = b_l[lane];
+        double* Q = Q_l[lane];
         Real* Wi = W + i * M;
         Real* Vi = V + i * M;
         const Real* Wsi = Ws + i * Ms;
@@ -141,10 +151,18 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
         }
     }
 
+    auto total = [&](const double (&t)[NL][MB], int j) {
+        if constexpr (NL == 2) return t[0][j] + t[1][j];
+        return t[0][j];
+    };
+    auto total_q = [&](int j) {
+        if constexpr (NL == 2) return Q_l[0][j] + Q_l[1][j];
+        return Q_l[0][j];
+    };
     for (int k = 0; k < M; ++k) {
-        out[L.a + k] = a[k];
-        out[L.b + k] = b[k];
-        for (int l = k; l < M; ++l) out[L.Q + k * M + l] = Q[k * M + l];
+        out[L.a + k] = total(a_l, k);
+        out[L.b + k] = total(b_l, k);
+        for (int l = k; l < M; ++l) out[L.Q + k * M + l] = total_q(k * M + l);
     }
     if constexpr (REC) {
         for (int k = 0; k < M; ++k) {
@@ -226,6 +244,82 @@ __attribute__((target("avx2"))) void block_pass_step_avx2(
     }
     for (int k = 0; k < MC; ++k)
         for (int l = k; l < MC; ++l) out[L.Q + k * MC + l] = q[k][l];
+}
+#endif
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The step pass for float64 weights and M = 2: two rows (four weights, contiguous in the
+// row-major W) per AVX2 register, rows of even and odd index on their own halves, which
+// block_pass's two lanes for M = 2 mirror; W_i . b is a horizontal add, as dot_latents<2>.
+__attribute__((target("avx2"))) inline void block_pass_step_m2_avx2(
+        int Ms, std::int64_t i0, std::int64_t i1, double* __restrict W, double* __restrict V,
+        const double* __restrict Ws, double* __restrict x, const PendingUpdate& up,
+        const double* __restrict noise, const double* __restrict cs, double sqrt_eta,
+        const SumLayout& L, double* __restrict out) {
+    const __m256d b = _mm256_setr_pd(up.b[0], up.b[1], up.b[0], up.b[1]);
+    const __m256d wdiag = _mm256_setr_pd(up.wdiag[0], up.wdiag[1], up.wdiag[0], up.wdiag[1]);
+    const __m256d u = _mm256_setr_pd(up.u[0], up.u[1], up.u[0], up.u[1]);
+    const __m256d cW = _mm256_setr_pd(up.cW[0], up.cW[1], up.cW[0], up.cW[1]);
+    const __m256d cV = _mm256_setr_pd(up.cV[0], up.cV[1], up.cV[0], up.cV[1]);
+    const double vs = 1.0 - up.vdec;
+    const __m256d vscale = _mm256_set1_pd(vs);
+    // elements (0, 1): even rows, (2, 3): odd rows; qd: Q00, Q11; qx: Q01 (twice)
+    __m256d qd = _mm256_setzero_pd(), qx = qd, av = qd, bv = qd;
+    auto xi_of = [&](std::int64_t r) {
+        double xi = sqrt_eta * noise[r - i0];
+        for (int f = 0; f < Ms; ++f) xi += Ws[r * Ms + f] * cs[f];
+        return xi;
+    };
+    std::int64_t i = i0;
+    for (; i + 2 <= i1; i += 2) {
+        __m256d w = _mm256_loadu_pd(W + 2 * i), v = _mm256_loadu_pd(V + 2 * i);
+        const __m256d p = _mm256_mul_pd(w, b);
+        const __m256d wb = _mm256_hadd_pd(p, p);
+        const __m256d xo = _mm256_permute4x64_pd(_mm256_castpd128_pd256(_mm_loadu_pd(x + i)), 0x50);
+        w = _mm256_add_pd(_mm256_sub_pd(_mm256_mul_pd(w, wdiag), _mm256_mul_pd(wb, u)),
+                          _mm256_mul_pd(xo, cW));
+        v = _mm256_sub_pd(_mm256_mul_pd(vscale, v), _mm256_mul_pd(xo, cV));
+        _mm256_storeu_pd(W + 2 * i, w);
+        _mm256_storeu_pd(V + 2 * i, v);
+        qd = _mm256_add_pd(qd, _mm256_mul_pd(w, w));
+        qx = _mm256_add_pd(qx, _mm256_mul_pd(w, _mm256_permute_pd(w, 0x5)));
+        const double xi0 = xi_of(i), xi1 = xi_of(i + 1);
+        x[i] = xi0;
+        x[i + 1] = xi1;
+        const __m256d xv = _mm256_setr_pd(xi0, xi0, xi1, xi1);
+        av = _mm256_add_pd(av, _mm256_mul_pd(w, xv));
+        bv = _mm256_add_pd(bv, _mm256_mul_pd(v, xv));
+    }
+    alignas(32) double q2[4], x2[4], a2[4], b2[4];
+    _mm256_store_pd(q2, qd);
+    _mm256_store_pd(x2, qx);
+    _mm256_store_pd(a2, av);
+    _mm256_store_pd(b2, bv);
+    if (i < i1) {  // the last row of an odd block, an even row: block_pass's arithmetic
+        double* Wi = W + 2 * i;
+        double* Vi = V + 2 * i;
+        const double xo = x[i], wb = Wi[0] * up.b[0] + Wi[1] * up.b[1];
+        for (int k = 0; k < 2; ++k) {
+            Wi[k] = (Wi[k] * up.wdiag[k] - wb * up.u[k]) + xo * up.cW[k];
+            Vi[k] = vs * Vi[k] - xo * up.cV[k];
+        }
+        q2[0] += Wi[0] * Wi[0];
+        q2[1] += Wi[1] * Wi[1];
+        x2[0] += Wi[0] * Wi[1];
+        const double xi = xi_of(i);
+        x[i] = xi;
+        for (int k = 0; k < 2; ++k) {
+            a2[k] += Wi[k] * xi;
+            b2[k] += Vi[k] * xi;
+        }
+    }
+    for (int k = 0; k < 2; ++k) {
+        out[L.a + k] = a2[k] + a2[2 + k];
+        out[L.b + k] = b2[k] + b2[2 + k];
+    }
+    out[L.Q + 0] = q2[0] + q2[2];
+    out[L.Q + 1] = x2[0] + x2[2];
+    out[L.Q + 3] = q2[1] + q2[3];
 }
 #endif
 
