@@ -430,40 +430,39 @@ private:
     void pass_m1(Replica<Real>& rep, bool rec, std::int64_t i0, std::int64_t i1,
                  Source src, const double* cs, double se, double* slot) {
         const PendingUpdate& up = rep.pending;
+        auto run = [&](const auto& k, const auto& noise) {
+            if (rec) return pass_m1_on<true>(rep, i0, i1, k, noise, slot);
+            pass_m1_on<false>(rep, i0, i1, k, noise, slot);
+        };
+        if constexpr (std::is_same_v<Real, float>) {
+            using Noise = std::conditional_t<std::is_same_v<Source, const float*>, NoiseBufferF,
+                                             NoiseStreamF>;
+            run(M1CoeffsF{static_cast<float>(up.dec1), static_cast<float>(up.cW[0]),
+                          static_cast<float>(up.vdec), static_cast<float>(up.cV[0]),
+                          static_cast<float>(se), static_cast<float>(cs[0])},
+                Noise{src});
+        } else {
+            using Noise = std::conditional_t<std::is_same_v<Source, const double*>, NoiseBuffer,
+                                             NoiseStream>;
+            run(M1Coeffs{1.0 - up.dec1, up.cW[0], 1.0 - up.vdec, up.cV[0], se, cs[0]},
+                Noise{src});
+        }
+    }
+
+    template <bool REC, class Coeffs, class Noise>
+    void pass_m1_on(Replica<Real>& rep, std::int64_t i0, std::int64_t i1, const Coeffs& k,
+                    const Noise& noise, double* slot) {
+        using Lanes = std::conditional_t<std::is_same_v<Real, float>, M1LanesF<REC>,
+                                         M1Lanes<Real, REC>>;
         Real* W = rep.W.data();
         Real* V = rep.V.data();
         const Real* Ws = rep.Ws.data();
         Real* x = rep.x.data();
-        if constexpr (std::is_same_v<Real, float>) {
-            using Noise = std::conditional_t<std::is_pointer_v<Source> &&
-                                                 std::is_same_v<Source, const float*>,
-                                             NoiseBufferF, NoiseStreamF>;
-            const Noise noise{src};
-            const M1CoeffsF k{static_cast<float>(up.dec1), static_cast<float>(up.cW[0]),
-                              static_cast<float>(up.vdec), static_cast<float>(up.cV[0]),
-                              static_cast<float>(se), static_cast<float>(cs[0])};
 #ifdef LINVAE_HAVE_AVX2_PATH
-            if (active_simd_path() == SimdPath::kAvx2) {
-                if (rec) return block_pass_m1_f32_avx2<true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-                return block_pass_m1_f32_avx2<false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-            }
+        if (active_simd_path() == SimdPath::kAvx2)
+            return block_pass_m1_avx2<Lanes>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
 #endif
-            if (rec) return block_pass_m1_f32<true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-            return block_pass_m1_f32<false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-        } else {
-            using Noise = std::conditional_t<std::is_same_v<Source, const double*>, NoiseBuffer,
-                                             NoiseStream>;
-            const Noise noise{src};
-            const M1Coeffs k{1.0 - up.dec1, up.cW[0], 1.0 - up.vdec, up.cV[0], se, cs[0]};
-#ifdef LINVAE_HAVE_AVX2_PATH
-            if (active_simd_path() == SimdPath::kAvx2) {
-                if (rec) return block_pass_m1_avx2<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-                return block_pass_m1_avx2<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-            }
-#endif
-            if (rec) return block_pass_m1<Real, true>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-            return block_pass_m1<Real, false>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
-        }
+        block_pass_m1<Lanes>(i0, i1, W, V, Ws, x, k, noise, L_, slot);
     }
 
     // After the pass of step s: g, the D update, the pending update, divergence checks.

@@ -331,10 +331,41 @@ struct M1Coeffs {
     double wm, cw, vs, cv, se, cs;
 };
 
-template <class Real, bool REC>
-struct M1Lanes {
-    double q[4] = {}, a[4] = {}, b[4] = {};
-    double m[4] = {}, d[4] = {}, E[4] = {}, R[4] = {};
+// The double sums of the M = 1 passes on NL = 4 or 8 lanes (row j of a group on lane
+// j). A total adds each run of four lanes in order, then the runs.
+template <int NL, bool REC>
+struct LaneTotals {
+    double q[NL] = {}, a[NL] = {}, b[NL] = {};
+    double m[NL] = {}, d[NL] = {}, E[NL] = {}, R[NL] = {};
+
+    static double total(const double* t) {
+        double s = ((t[0] + t[1]) + t[2]) + t[3];
+        for (int h = 4; h < NL; h += 4) s += ((t[h] + t[h + 1]) + t[h + 2]) + t[h + 3];
+        return s;
+    }
+
+    void write(const SumLayout& L, double* out) const {
+        out[L.a] = total(a);
+        out[L.b] = total(b);
+        out[L.Q] = total(q);
+        if constexpr (REC) {
+            out[L.m] = total(m);
+            out[L.d] = total(d);
+            out[L.R] = total(R);
+            out[L.E] = total(E);
+        }
+    }
+};
+
+template <class Real_, bool REC>
+struct M1Lanes : LaneTotals<4, REC> {
+    using Real = Real_;
+    using Coeffs = M1Coeffs;
+    static constexpr bool kRec = REC;
+    static constexpr int kGroup = 4;
+    using LaneTotals<4, REC>::q, LaneTotals<4, REC>::a, LaneTotals<4, REC>::b,
+        LaneTotals<4, REC>::m, LaneTotals<4, REC>::d, LaneTotals<4, REC>::E,
+        LaneTotals<4, REC>::R;
 
     // one row on lane l: the arithmetic of block_pass for M = M* = 1
     inline void row(int l, std::int64_t i, Real* __restrict W, Real* __restrict V,
@@ -361,36 +392,29 @@ struct M1Lanes {
         b[l] += v * xi;
     }
 
-    static double total(const double* t) { return ((t[0] + t[1]) + t[2]) + t[3]; }
-
-    void write(const SumLayout& L, double* out) const {
-        out[L.a] = total(a);
-        out[L.b] = total(b);
-        out[L.Q] = total(q);
-        if constexpr (REC) {
-            out[L.m] = total(m);
-            out[L.d] = total(d);
-            out[L.R] = total(R);
-            out[L.E] = total(E);
-        }
-    }
+    void end_group(std::size_t) {}
 };
 
 // Where the standard normals of a block come from: a buffer (Rademacher signs, supplied
-// samples) or straight from the block's stream, group by group, without a buffer. Both
-// hand out groups of four (row i0 + 4g + l gets normal l of group g), then a tail.
-struct NoiseBuffer {
-    const double* p;
+// samples) or straight from the block's stream, group by group, without a buffer. All
+// hand out groups of G (row i0 + G g + l gets normal l of group g), then a tail.
+template <class T, int G>
+struct NoiseBufferOf {
+    using value_type = T;
+    const T* p;
     template <class Sink>
     void groups(std::size_t n, Sink&& sink) const {
-        for (std::size_t g = 0; g < n; ++g) sink(g, p + 4 * g);
+        for (std::size_t g = 0; g < n; ++g) sink(g, p + G * g);
     }
-    void tail(std::size_t first, std::size_t n, double* out) const {
+    void tail(std::size_t first, std::size_t n, T* out) const {
         for (std::size_t l = 0; l < n; ++l) out[l] = p[first + l];
     }
 };
+using NoiseBuffer = NoiseBufferOf<double, 4>;
 
+// float64 normals of the block's stream, four at a time
 struct NoiseStream {
+    using value_type = double;
     NormalStream* s;
     template <class Sink>
     void groups(std::size_t n, Sink&& sink) const {
@@ -399,21 +423,38 @@ struct NoiseStream {
     void tail(std::size_t, std::size_t n, double* out) const { s->fill_tail(out, n); }
 };
 
-template <class Real, bool REC, class Noise>
-void block_pass_m1(std::int64_t i0, std::int64_t i1, Real* __restrict W, Real* __restrict V,
-                   const Real* __restrict Ws, Real* __restrict x, const M1Coeffs& k,
-                   const Noise& noise, const SumLayout& L, double* __restrict out) {
-    M1Lanes<Real, REC> acc;
-    const auto groups = static_cast<std::size_t>(i1 - i0) / 4;
-    noise.groups(groups, [&](std::size_t g, const double* z) {
-        const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(g);
-        for (int l = 0; l < 4; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
-    });
-    double z[4];
-    const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(groups);
-    noise.tail(4 * groups, static_cast<std::size_t>(i1 - i), z);
+// The block's last rows (fewer than a group, scalar rows) and its sums into ``out``.
+template <class Lanes, class Noise>
+inline void finish_block_m1(Lanes& acc, std::int64_t i0, std::int64_t i1, std::size_t groups,
+                            const Noise& noise, typename Lanes::Real* __restrict W,
+                            typename Lanes::Real* __restrict V,
+                            const typename Lanes::Real* __restrict Ws,
+                            typename Lanes::Real* __restrict x,
+                            const typename Lanes::Coeffs& k, const SumLayout& L,
+                            double* __restrict out) {
+    constexpr int G = Lanes::kGroup;
+    typename Noise::value_type z[G];
+    const std::int64_t i = i0 + G * static_cast<std::int64_t>(groups);
+    noise.tail(G * groups, static_cast<std::size_t>(i1 - i), z);
     for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
     acc.write(L, out);
+}
+
+// The M = M* = 1 pass with scalar rows on the lanes of Lanes (M1Lanes, M1LanesF).
+template <class Lanes, class Noise>
+void block_pass_m1(std::int64_t i0, std::int64_t i1, typename Lanes::Real* __restrict W,
+                   typename Lanes::Real* __restrict V, const typename Lanes::Real* __restrict Ws,
+                   typename Lanes::Real* __restrict x, const typename Lanes::Coeffs& k,
+                   const Noise& noise, const SumLayout& L, double* __restrict out) {
+    constexpr int G = Lanes::kGroup;
+    Lanes acc;
+    const auto groups = static_cast<std::size_t>(i1 - i0) / G;
+    noise.groups(groups, [&](std::size_t g, const auto* z) {
+        const std::int64_t i = i0 + G * static_cast<std::int64_t>(g);
+        for (int l = 0; l < G; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
+        acc.end_group(g);
+    });
+    finish_block_m1(acc, i0, i1, groups, noise, W, V, Ws, x, k, L, out);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -490,11 +531,12 @@ struct M1RowsAvx2 {
     }
 };
 
-// The groups of a source, in AVX2 registers when they come from the generator.
-template <class Sink>
-__attribute__((target("avx2"))) inline void groups_avx2(const NoiseBuffer& src, std::size_t n,
-                                                        Sink& sink) {
-    for (std::size_t g = 0; g < n; ++g) sink(g, src.p + 4 * g);
+// The groups of a source compiled for AVX2, so that the sink's AVX2 call operator is
+// inlined and its sums stay in registers; from the generator, straight from registers.
+template <class T, int G, class Sink>
+__attribute__((target("avx2"))) inline void groups_avx2(const NoiseBufferOf<T, G>& src,
+                                                        std::size_t n, Sink& sink) {
+    for (std::size_t g = 0; g < n; ++g) sink(g, src.p + G * g);
 }
 template <class Sink>
 __attribute__((target("avx2"))) inline void groups_avx2(const NoiseStream& src, std::size_t n,
@@ -502,31 +544,35 @@ __attribute__((target("avx2"))) inline void groups_avx2(const NoiseStream& src, 
     normals4_avx2(src.s->lanes(), n, ZigguratTables::get(), sink);
 }
 
-template <class Real, bool REC, bool SCALE_V, class Noise>
+// The M = M* = 1 pass with the AVX2 rows Rows (M1RowsAvx2, M1RowsF32Avx2) on Lanes.
+template <class Rows, class Lanes, class Noise>
 __attribute__((target("avx2"))) void block_pass_m1_avx2_rows(
-        std::int64_t i0, std::int64_t i1, Real* __restrict W, Real* __restrict V,
-        const Real* __restrict Ws, Real* __restrict x, const M1Coeffs& k, const Noise& noise,
-        const SumLayout& L, double* __restrict out) {
-    M1RowsAvx2<Real, REC, SCALE_V> rows(W, V, Ws, x, i0, k);
-    const auto groups = static_cast<std::size_t>(i1 - i0) / 4;
+        std::int64_t i0, std::int64_t i1, typename Lanes::Real* __restrict W,
+        typename Lanes::Real* __restrict V, const typename Lanes::Real* __restrict Ws,
+        typename Lanes::Real* __restrict x, const typename Lanes::Coeffs& k,
+        const Noise& noise, const SumLayout& L, double* __restrict out) {
+    Rows rows(W, V, Ws, x, i0, k);
+    const auto groups = static_cast<std::size_t>(i1 - i0) / Lanes::kGroup;
     groups_avx2(noise, groups, rows);
-    M1Lanes<Real, REC> acc;
+    Lanes acc;
     rows.lanes_into(acc);
-    double z[4];
-    const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(groups);
-    noise.tail(4 * groups, static_cast<std::size_t>(i1 - i), z);
-    for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
-    acc.write(L, out);
+    finish_block_m1(acc, i0, i1, groups, noise, W, V, Ws, x, k, L, out);
 }
 
-template <class Real, bool REC, class Noise>
-void block_pass_m1_avx2(std::int64_t i0, std::int64_t i1, Real* __restrict W,
-                        Real* __restrict V, const Real* __restrict Ws, Real* __restrict x,
-                        const M1Coeffs& k, const Noise& noise, const SumLayout& L,
-                        double* __restrict out) {
+// The AVX2 M = 1 pass on M1Lanes: the rows without the vs factor when vs = 1.
+template <class Lanes, class Noise>
+void block_pass_m1_avx2(std::int64_t i0, std::int64_t i1, typename Lanes::Real* __restrict W,
+                        typename Lanes::Real* __restrict V,
+                        const typename Lanes::Real* __restrict Ws,
+                        typename Lanes::Real* __restrict x, const M1Coeffs& k,
+                        const Noise& noise, const SumLayout& L, double* __restrict out) {
+    using Real = typename Lanes::Real;
+    constexpr bool REC = Lanes::kRec;
     if (k.vs == 1.0)
-        return block_pass_m1_avx2_rows<Real, REC, false>(i0, i1, W, V, Ws, x, k, noise, L, out);
-    block_pass_m1_avx2_rows<Real, REC, true>(i0, i1, W, V, Ws, x, k, noise, L, out);
+        return block_pass_m1_avx2_rows<M1RowsAvx2<Real, REC, false>, Lanes>(i0, i1, W, V, Ws, x,
+                                                                            k, noise, L, out);
+    block_pass_m1_avx2_rows<M1RowsAvx2<Real, REC, true>, Lanes>(i0, i1, W, V, Ws, x, k, noise,
+                                                                L, out);
 }
 #endif
 
@@ -544,11 +590,16 @@ struct M1CoeffsF {
 };
 
 template <bool REC>
-struct M1LanesF {
+struct M1LanesF : LaneTotals<8, REC> {
+    using Real = float;
+    using Coeffs = M1CoeffsF;
+    static constexpr bool kRec = REC;
+    static constexpr int kGroup = 8;
     static constexpr int kRun = 16;  // groups of 8 rows summed in float
+    using LaneTotals<8, REC>::q, LaneTotals<8, REC>::a, LaneTotals<8, REC>::b,
+        LaneTotals<8, REC>::m, LaneTotals<8, REC>::d, LaneTotals<8, REC>::E,
+        LaneTotals<8, REC>::R;
     float pq[8] = {}, pa[8] = {}, pb[8] = {};
-    double q[8] = {}, a[8] = {}, b[8] = {};
-    double m[8] = {}, d[8] = {}, E[8] = {}, R[8] = {};
 
     inline void row(int l, std::int64_t i, float* __restrict W, float* __restrict V,
                     const float* __restrict Ws, float* __restrict x, float noise,
@@ -583,38 +634,22 @@ struct M1LanesF {
         }
     }
 
-    static double total(const double* t) {
-        return (((t[0] + t[1]) + t[2]) + t[3]) + (((t[4] + t[5]) + t[6]) + t[7]);
+    void end_group(std::size_t g) {
+        if ((g + 1) % kRun == 0) flush();
     }
 
     void write(const SumLayout& L, double* out) {
         flush();
-        out[L.a] = total(a);
-        out[L.b] = total(b);
-        out[L.Q] = total(q);
-        if constexpr (REC) {
-            out[L.m] = total(m);
-            out[L.d] = total(d);
-            out[L.R] = total(R);
-            out[L.E] = total(E);
-        }
+        LaneTotals<8, REC>::write(L, out);
     }
 };
 
 // Float normals for the float32 pass, in groups of eight: from a buffer (Rademacher
 // signs, supplied samples) or straight from the block's stream.
-struct NoiseBufferF {
-    const float* p;
-    template <class Sink>
-    void groups(std::size_t n, Sink&& sink) const {
-        for (std::size_t g = 0; g < n; ++g) sink(g, p + 8 * g);
-    }
-    void tail(std::size_t first, std::size_t n, float* out) const {
-        for (std::size_t l = 0; l < n; ++l) out[l] = p[first + l];
-    }
-};
+using NoiseBufferF = NoiseBufferOf<float, 8>;
 
 struct NoiseStreamF {
+    using value_type = float;
     NormalStream* s;
     template <class Sink>
     void groups(std::size_t n, Sink&& sink) const {
@@ -624,25 +659,6 @@ struct NoiseStreamF {
         if (n > 0) normals_group_f32(s->lanes(), out, n, ZigguratTablesF::get());
     }
 };
-
-template <bool REC, class Noise>
-void block_pass_m1_f32(std::int64_t i0, std::int64_t i1, float* __restrict W,
-                       float* __restrict V, const float* __restrict Ws, float* __restrict x,
-                       const M1CoeffsF& k, const Noise& noise, const SumLayout& L,
-                       double* __restrict out) {
-    M1LanesF<REC> acc;
-    const auto groups = static_cast<std::size_t>(i1 - i0) / 8;
-    noise.groups(groups, [&](std::size_t g, const float* z) {
-        const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(g);
-        for (int l = 0; l < 8; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
-        if ((g + 1) % M1LanesF<REC>::kRun == 0) acc.flush();
-    });
-    float z[8];
-    const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(groups);
-    noise.tail(8 * groups, static_cast<std::size_t>(i1 - i), z);
-    for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
-    acc.write(L, out);
-}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // Eight rows in AVX2 registers: M1LanesF::row, vectorised; the double sums of rows
@@ -741,41 +757,23 @@ struct M1RowsF32Avx2 {
 };
 
 template <class Sink>
-__attribute__((target("avx2"))) inline void groups_avx2(const NoiseBufferF& src, std::size_t n,
-                                                        Sink& sink) {
-    for (std::size_t g = 0; g < n; ++g) sink(g, src.p + 8 * g);
-}
-template <class Sink>
 __attribute__((target("avx2"))) inline void groups_avx2(const NoiseStreamF& src, std::size_t n,
                                                         Sink& sink) {
     normals8_avx2(src.s->lanes(), n, sink);
 }
 
-template <bool REC, bool DECAY_V, class Noise>
-__attribute__((target("avx2"))) void block_pass_m1_f32_avx2_rows(
-        std::int64_t i0, std::int64_t i1, float* __restrict W, float* __restrict V,
-        const float* __restrict Ws, float* __restrict x, const M1CoeffsF& k, const Noise& noise,
-        const SumLayout& L, double* __restrict out) {
-    M1RowsF32Avx2<REC, DECAY_V> rows(W, V, Ws, x, i0, k);
-    const auto groups = static_cast<std::size_t>(i1 - i0) / 8;
-    groups_avx2(noise, groups, rows);
-    M1LanesF<REC> acc;
-    rows.lanes_into(acc);
-    float z[8];
-    const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(groups);
-    noise.tail(8 * groups, static_cast<std::size_t>(i1 - i), z);
-    for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
-    acc.write(L, out);
-}
-
-template <bool REC, class Noise>
-void block_pass_m1_f32_avx2(std::int64_t i0, std::int64_t i1, float* __restrict W,
-                            float* __restrict V, const float* __restrict Ws,
-                            float* __restrict x, const M1CoeffsF& k, const Noise& noise,
-                            const SumLayout& L, double* __restrict out) {
+// The AVX2 M = 1 pass on M1LanesF: the rows without the V decay when vdec = 0.
+template <class Lanes, class Noise>
+void block_pass_m1_avx2(std::int64_t i0, std::int64_t i1, float* __restrict W,
+                        float* __restrict V, const float* __restrict Ws, float* __restrict x,
+                        const M1CoeffsF& k, const Noise& noise, const SumLayout& L,
+                        double* __restrict out) {
+    constexpr bool REC = Lanes::kRec;
     if (k.vdec == 0.0f)
-        return block_pass_m1_f32_avx2_rows<REC, false>(i0, i1, W, V, Ws, x, k, noise, L, out);
-    block_pass_m1_f32_avx2_rows<REC, true>(i0, i1, W, V, Ws, x, k, noise, L, out);
+        return block_pass_m1_avx2_rows<M1RowsF32Avx2<REC, false>, Lanes>(i0, i1, W, V, Ws, x, k,
+                                                                         noise, L, out);
+    block_pass_m1_avx2_rows<M1RowsF32Avx2<REC, true>, Lanes>(i0, i1, W, V, Ws, x, k, noise, L,
+                                                             out);
 }
 #endif
 

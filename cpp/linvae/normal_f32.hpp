@@ -170,12 +170,8 @@ __attribute__((target("avx2"))) inline void normals8_avx2(Xoshiro256pp* lanes,
             alignas(32) float xs[8];
             _mm256_store_si256(reinterpret_cast<__m256i*>(u), bits);
             _mm256_store_ps(xs, x);
-            for (unsigned m = ~static_cast<unsigned>(ok) & 0xffu; m != 0; m &= m - 1) {
-                const int j = __builtin_ctz(m), l = j >> 1;
-                Xoshiro256pp lane = st.lane(l);
-                xs[j] = normal_slow_f32(lane, u[j], z);
-                st.set_lane(l, lane);
-            }
+            redo_rejected<8>(st, ~static_cast<unsigned>(ok) & 0xffu, u, xs,
+                             [&](Xoshiro256pp& g, std::uint32_t w) { return normal_slow_f32(g, w, z); });
             x = _mm256_load_ps(xs);
         }
         sink(g, x);

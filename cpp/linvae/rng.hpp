@@ -242,6 +242,21 @@ struct XoshiroX4 {
     }
 };
 
+// Redo, in output order, the outputs of a group that missed their layer's rectangle
+// (bit j of ``rejected``): output j of a group of G comes from lane j * 4 / G, whose
+// state the slow path advances in the registers.
+template <int G, class Word, class Out, class Slow>
+__attribute__((target("avx2"))) inline void redo_rejected(XoshiroX4& st, unsigned rejected,
+                                                          const Word* bits, Out* xs,
+                                                          Slow&& slow) {
+    for (; rejected != 0; rejected &= rejected - 1) {
+        const int j = __builtin_ctz(rejected), l = j * 4 / G;
+        Xoshiro256pp lane = st.lane(l);
+        xs[j] = slow(lane, bits[j]);
+        st.set_lane(l, lane);
+    }
+}
+
 // The four lanes of a stream in AVX2 registers: xoshiro256++ and the ziggurat's fast path
 // for four words at once. Every operation is exact (integer ops, the int -> double
 // conversion of a 52-bit value, one multiply, a sign-bit xor), so the output equals the
@@ -276,12 +291,8 @@ __attribute__((target("avx2"))) inline void normals4_avx2(Xoshiro256pp* lanes,
             alignas(32) double xs[4];
             _mm256_store_si256(reinterpret_cast<__m256i*>(b), bits);
             _mm256_store_pd(xs, x);
-            for (unsigned m = ~static_cast<unsigned>(ok) & 0xfu; m != 0; m &= m - 1) {
-                const int l = __builtin_ctz(m);
-                Xoshiro256pp lane = st.lane(l);
-                xs[l] = normal_slow(lane, b[l], z);
-                st.set_lane(l, lane);
-            }
+            redo_rejected<4>(st, ~static_cast<unsigned>(ok) & 0xfu, b, xs,
+                             [&](Xoshiro256pp& g, std::uint64_t u) { return normal_slow(g, u, z); });
             x = _mm256_load_pd(xs);
         }
         sink(g, x);
