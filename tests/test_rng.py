@@ -18,9 +18,15 @@ from linvae import _core
 n = 2_000_000
 
 
-@pytest.fixture(scope="module")
-def sample() -> np.ndarray:
-    return _core.NormalStream(seed=2024, replica=0, stream_id=5).normal(n)
+def draw(s: _core.NormalStream, m: int, dtype: str) -> np.ndarray:
+    """m normals of the stream for weights of this dtype, as float64 (exact)."""
+    return s.normal(m) if dtype == "float64" else s.normal32(m).astype(np.float64)
+
+
+# Both generators: float64 normals (one per 64-bit word) and float32 ones (two per word).
+@pytest.fixture(scope="module", params=["float64", "float32"])
+def sample(request: pytest.FixtureRequest) -> np.ndarray:
+    return draw(_core.NormalStream(seed=2024, replica=0, stream_id=5), n, request.param)
 
 
 def test_moments(sample: np.ndarray) -> None:
@@ -34,11 +40,14 @@ def test_moments(sample: np.ndarray) -> None:
 R = 4.0388498461095045  # start of the tail of the 1024-layer ziggurat (both dtypes)
 
 
-@pytest.mark.parametrize("a", [1.0, 2.0, 3.0, 3.6541528853610088, R, 4.5])
-def test_tails(sample: np.ndarray, a: float) -> None:
-    # count both sides of the tail start exactly (3.654 is the 256-layer tail start)
-    p = 2 * stats.norm.sf(a)
-    k = np.count_nonzero(np.abs(sample) > a)
+@pytest.mark.parametrize("a", [1.0, 2.0, 3.0, 3.6541528853610088, 4.0, R, 4.5])
+@pytest.mark.parametrize("side", ["lower", "upper", "both"])
+def test_tails(sample: np.ndarray, a: float, side: str) -> None:
+    # binomial count beyond a, on both sides of the tail start R (3.654 is the 256-layer
+    # one); n p ~ 7 for one side at 4.5, and +1 absorbs the discreteness
+    p = {"lower": 1.0, "upper": 1.0, "both": 2.0}[side] * stats.norm.sf(a)
+    beyond = {"lower": sample < -a, "upper": sample > a, "both": np.abs(sample) > a}[side]
+    k = np.count_nonzero(beyond)
     assert abs(k - n * p) < 5 * np.sqrt(n * p * (1 - p)) + 1
 
 
@@ -73,18 +82,22 @@ def test_symmetric_and_no_gaps_at_layers(sample: np.ndarray) -> None:
     assert stats.chi2.sf(chi2, df=199) > 1e-4
 
 
-def test_streams_are_independent() -> None:
+# lags within a fill: 1 (neighbours; for float32 also the two halves of a word), and the
+# next draw of the same lane (float64: 4; float32: 2 the next word's half, 8 the same half)
+@pytest.mark.parametrize(("dtype", "lags"), [("float64", (1, 4)), ("float32", (1, 2, 8))])
+def test_streams_are_independent(dtype: str, lags: tuple[int, ...]) -> None:
     # replicas, blocks and consecutive fills: correlations are N(0, 1/m) under independence
     m = 400_000
-    a = _core.NormalStream(1, 0, 2).normal(m)
-    for other in (_core.NormalStream(1, 1, 2).normal(m), _core.NormalStream(1, 0, 3).normal(m),
-                  _core.NormalStream(2, 0, 2).normal(m)):
-        assert abs(np.corrcoef(a, other)[0, 1]) < 5 / np.sqrt(m)
+    tol = 5 / np.sqrt(m)
+    a = draw(_core.NormalStream(1, 0, 2), m, dtype)
+    for other in (_core.NormalStream(1, 1, 2), _core.NormalStream(1, 0, 3),
+                  _core.NormalStream(2, 0, 2)):
+        assert abs(np.corrcoef(a, draw(other, m, dtype))[0, 1]) < tol
     s = _core.NormalStream(9, 0, 2)
-    first, second = s.normal(m), s.normal(m)
-    assert abs(np.corrcoef(first, second)[0, 1]) < 5 / np.sqrt(m)
-    assert abs(np.corrcoef(first[:-1], first[1:])[0, 1]) < 5 / np.sqrt(m)      # lag 1
-    assert abs(np.corrcoef(first[:-4], first[4:])[0, 1]) < 5 / np.sqrt(m)      # same lane
+    first, second = draw(s, m, dtype), draw(s, m, dtype)
+    assert abs(np.corrcoef(first, second)[0, 1]) < tol
+    for lag in lags:
+        assert abs(np.corrcoef(first[:-lag], first[lag:])[0, 1]) < tol
 
 
 def test_reproducible_bit_for_bit() -> None:

@@ -1,9 +1,10 @@
 """Float32 normals of the engine's generator: two per 64-bit word (a 1024-layer ziggurat).
 
-As in test_rng.py, every statistical check compares a sample statistic with its exact
-value under N(0, 1) and allows five standard errors of that statistic (fixed seeds, so a
-pass is reproducible; a correct generator fails a given check with probability ~6e-7), or
-asks a goodness-of-fit p-value to exceed 1e-4.
+The distribution checks shared with the float64 generator (moments, tails, KS,
+chi-square, independence) run on both in test_rng.py; here are the float32 ones. As
+there, a statistical check compares a sample statistic with its exact value under N(0, 1)
+and allows five standard errors of it (fixed seeds, so a pass is reproducible), or asks a
+goodness-of-fit p-value to exceed 1e-4.
 
 The layout checks use a pure-Python model of the words (SplitMix64 seeding, xoshiro256++)
 and of the ziggurat's fast path: output 8g + 2l + h of a fill is the low (h = 0) or high
@@ -125,35 +126,6 @@ def _fast_path_model(seed: int, replica: int, stream_id: int,
 # --- distribution ---------------------------------------------------------------------
 
 
-def test_moments(sample: np.ndarray) -> None:
-    se = 1.0 / np.sqrt(n)
-    assert abs(sample.mean()) < 5 * se
-    assert abs(sample.var() - 1.0) < 5 * np.sqrt(2.0) * se           # Var(x^2) = 2
-    assert abs(stats.skew(sample)) < 5 * np.sqrt(6.0) * se            # Var(skew) ~ 6/n
-    assert abs(stats.kurtosis(sample)) < 5 * np.sqrt(24.0) * se       # Var(excess kurt.) ~ 24/n
-
-
-@pytest.mark.parametrize("a", [1.0, 2.0, 3.0, R, 4.0, 4.5])
-@pytest.mark.parametrize("side", ["lower", "upper", "both"])
-def test_tails(sample: np.ndarray, a: float, side: str) -> None:
-    # binomial count beyond a (n p ~ 7 for one side at 4.5; +1 absorbs the discreteness)
-    p = {"lower": 1.0, "upper": 1.0, "both": 2.0}[side] * stats.norm.sf(a)
-    beyond = {"lower": sample < -a, "upper": sample > a, "both": np.abs(sample) > a}[side]
-    k = np.count_nonzero(beyond)
-    assert abs(k - n * p) < 5 * np.sqrt(n * p * (1 - p)) + 1
-
-
-def test_distribution_ks(sample: np.ndarray) -> None:
-    assert stats.kstest(sample[:500_000], "norm").pvalue > 1e-4
-
-
-def test_chi_square_equiprobable_bins(sample: np.ndarray) -> None:
-    edges = stats.norm.ppf(np.linspace(0, 1, 201))
-    counts, _ = np.histogram(sample, bins=edges)
-    chi2 = ((counts - n / 200) ** 2 / (n / 200)).sum()
-    assert stats.chi2.sf(chi2, df=199) > 1e-4
-
-
 def test_no_gaps_at_layer_edges(sample: np.ndarray) -> None:
     # Windows of width d just inside and just outside each layer's right edge x_i, where
     # the rectangle (fast path) hands over to the wedge (slow path). d is below half the
@@ -177,22 +149,6 @@ def test_no_gaps_at_layer_edges(sample: np.ndarray) -> None:
 
 
 # --- independence ---------------------------------------------------------------------
-
-
-def test_streams_and_calls_are_independent() -> None:
-    # correlations are N(0, 1/m) under independence: five standard errors
-    m = 400_000
-    tol = 5 / np.sqrt(m)
-    a = _core.NormalStream(1, 0, 2).normal32(m).astype(np.float64)
-    for other in (_core.NormalStream(1, 1, 2), _core.NormalStream(1, 0, 3),
-                  _core.NormalStream(2, 0, 2)):
-        assert abs(np.corrcoef(a, other.normal32(m))[0, 1]) < tol
-    s = _core.NormalStream(9, 0, 2)
-    first = s.normal32(m).astype(np.float64)
-    second = s.normal32(m).astype(np.float64)
-    assert abs(np.corrcoef(first, second)[0, 1]) < tol
-    for lag in (1, 2, 8):  # 1: the two halves of a word (and across words); 8: same half, lane
-        assert abs(np.corrcoef(first[:-lag], first[lag:])[0, 1]) < tol
 
 
 def test_halves_of_a_word_are_independent() -> None:
