@@ -28,45 +28,36 @@ def _info(benchmark: Any, kind: str, N: int, M: int, elements: int, threads: int
     benchmark.extra_info.update(kind=kind, N=N, M=M, elements=elements, threads=threads)
 
 
-@pytest.mark.parametrize("M", MS)
-@pytest.mark.parametrize("N", NS)
-def test_engine_step(benchmark: Any, N: int, M: int) -> None:
-    p = _params(M)
-    e = _core.Engine64(N=N, M=M, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5,
-                       blowup=1e8, seed=0, replicas=1)
+def _engine_steps(benchmark: Any, N: int, M: int, kind: str, engine: Any = _core.Engine64,
+                  **options: Any) -> None:
+    # one round: WORK // N steps of one replica, nothing recorded
+    e = engine(N=N, M=M, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5, blowup=1e8, seed=0,
+               replicas=1, **options)
     e.init_random(1)
     n = max(1, WORK // N)
-    beta = np.full(n, p.beta_inf)
+    beta = np.full(n, _params(M).beta_inf)
     none = np.array([], dtype=np.int64)
     out = [np.zeros((1, 1, M, 1))] * 2 + [np.zeros((1, 1, M, M))] * 3 + [np.zeros((1, 1, M))]
     benchmark(e.run, beta, none, *out, rec_start=0, threads=1)
-    _info(benchmark, "engine", N, M, n * N)
+    _info(benchmark, kind, N, M, n * N)
+
+
+@pytest.mark.parametrize("M", MS)
+@pytest.mark.parametrize("N", NS)
+def test_engine_step(benchmark: Any, N: int, M: int) -> None:
+    _engine_steps(benchmark, N, M, "engine")
 
 
 @pytest.mark.parametrize("N", NS)
 def test_engine_step_float32(benchmark: Any, N: int) -> None:
     # float32 weights: float arithmetic and float normals (two per random word)
-    e = _core.Engine32(N=N, M=1, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5,
-                       blowup=1e8, seed=0, replicas=1)
-    e.init_random(1)
-    n = max(1, WORK // N)
-    out = [np.zeros((1, 1, 1, 1))] * 5 + [np.zeros((1, 1, 1))]
-    benchmark(e.run, np.full(n, 0.5), np.array([], dtype=np.int64), *out, rec_start=0,
-              threads=1)
-    _info(benchmark, "engine32", N, 1, n * N)
+    _engine_steps(benchmark, N, 1, "engine32", _core.Engine32)
 
 
 @pytest.mark.parametrize("N", NS)
 def test_engine_step_rademacher(benchmark: Any, N: int) -> None:
     # the optional cheaper noise: same first two moments, same ODE limit
-    e = _core.Engine64(N=N, M=1, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5,
-                       blowup=1e8, seed=0, replicas=1, rademacher=True)
-    e.init_random(1)
-    n = max(1, WORK // N)
-    out = [np.zeros((1, 1, 1, 1))] * 5 + [np.zeros((1, 1, 1))]
-    benchmark(e.run, np.full(n, 0.5), np.array([], dtype=np.int64), *out, rec_start=0,
-              threads=1)
-    _info(benchmark, "engine_rademacher", N, 1, n * N)
+    _engine_steps(benchmark, N, 1, "engine_rademacher", rademacher=True)
 
 
 @pytest.mark.parametrize("M", MS)
@@ -83,11 +74,13 @@ def test_numpy_reference_step(benchmark: Any, N: int, M: int) -> None:
     _info(benchmark, "numpy", N, M, n * N)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("N", NS)
-def test_generator_fill(benchmark: Any, N: int) -> None:
-    # the floor: the engine's own generator filling N normals, once per step
+def test_generator_fill(benchmark: Any, N: int, dtype: str) -> None:
+    # the floor: the engine's own generator filling N normals, once per step (float32:
+    # its own float normals, two per random word)
     s = _core.NormalStream(0, 0, 2)
-    buf = np.empty(N)
+    buf = np.empty(N, dtype=dtype)
     n = max(1, WORK // N)
 
     def fills() -> None:
@@ -95,21 +88,7 @@ def test_generator_fill(benchmark: Any, N: int) -> None:
             s.fill(buf)
 
     benchmark(fills)
-    _info(benchmark, "fill", N, 0, n * N)
-
-
-@pytest.mark.parametrize("N", NS)
-def test_generator_fill_float32(benchmark: Any, N: int) -> None:
-    s = _core.NormalStream(0, 0, 2)
-    buf = np.empty(N, dtype=np.float32)
-    n = max(1, WORK // N)
-
-    def fills() -> None:
-        for _ in range(n):
-            s.fill(buf)
-
-    benchmark(fills)
-    _info(benchmark, "fill32", N, 0, n * N)
+    _info(benchmark, "fill" if dtype == "float64" else "fill32", N, 0, n * N)
 
 
 @pytest.mark.parametrize("N", NS)
