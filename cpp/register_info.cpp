@@ -59,8 +59,8 @@ void register_info(py::module_& m) {
 
     m.def("set_simd_path", [](const std::string& name) {
 #ifdef LINVAE_HAVE_AVX2_PATH
-        if (name == "avx2" && !__builtin_cpu_supports("avx2"))
-            throw py::value_error("this CPU has no AVX2");
+        if (name == "avx2" && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+            throw py::value_error("this CPU has no AVX2 and FMA");
         if (name != "avx2" && name != "scalar")
             throw py::value_error("simd path must be 'avx2' or 'scalar'");
         linvae::active_simd_path() = name == "avx2" ? linvae::SimdPath::kAvx2 : linvae::SimdPath::kScalar;

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -184,7 +185,7 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
 // multiply-adds per latent. The latents of a row are contiguous (row-major W and V), so
 // no transposes are needed.
 template <int MC>
-__attribute__((target("avx2"))) void block_pass_step_avx2(
+LINVAE_AVX2 void block_pass_step_avx2(
         int Ms, std::int64_t i0, std::int64_t i1, double* __restrict W, double* __restrict V,
         const double* __restrict Ws, double* __restrict x, const PendingUpdate& up,
         const double* __restrict noise, const double* __restrict cs, double sqrt_eta,
@@ -251,7 +252,7 @@ __attribute__((target("avx2"))) void block_pass_step_avx2(
 // The step pass for float64 weights and M = 2: two rows (four weights, contiguous in the
 // row-major W) per AVX2 register, rows of even and odd index on their own halves, which
 // block_pass's two lanes for M = 2 mirror; W_i . b is a horizontal add, as dot_latents<2>.
-__attribute__((target("avx2"))) inline void block_pass_step_m2_avx2(
+LINVAE_AVX2 inline void block_pass_step_m2_avx2(
         int Ms, std::int64_t i0, std::int64_t i1, double* __restrict W, double* __restrict V,
         const double* __restrict Ws, double* __restrict x, const PendingUpdate& up,
         const double* __restrict noise, const double* __restrict cs, double sqrt_eta,
@@ -373,23 +374,23 @@ struct M1Lanes : LaneTotals<4, REC> {
                     const M1Coeffs& k) {
         const double xo = static_cast<double>(x[i]);
         const double ws = static_cast<double>(Ws[i]);
-        const Real wr = static_cast<Real>(xo * k.cw + static_cast<double>(W[i]) * k.wm);
-        const Real vr = static_cast<Real>(k.vs * static_cast<double>(V[i]) - xo * k.cv);
+        const Real wr = static_cast<Real>(std::fma(xo, k.cw, static_cast<double>(W[i]) * k.wm));
+        const Real vr = static_cast<Real>(std::fma(-xo, k.cv, k.vs * static_cast<double>(V[i])));
         W[i] = wr;
         V[i] = vr;
         const double w = static_cast<double>(wr), v = static_cast<double>(vr);
-        q[l] += w * w;
+        q[l] = std::fma(w, w, q[l]);
         if constexpr (REC) {
-            m[l] += w * ws;
-            d[l] += v * ws;
-            R[l] += w * v;
-            E[l] += v * v;
+            m[l] = std::fma(w, ws, m[l]);
+            d[l] = std::fma(v, ws, d[l]);
+            R[l] = std::fma(w, v, R[l]);
+            E[l] = std::fma(v, v, E[l]);
         }
-        const Real xr = static_cast<Real>(k.se * noise + ws * k.cs);
+        const Real xr = static_cast<Real>(std::fma(k.se, noise, ws * k.cs));
         x[i] = xr;
         const double xi = static_cast<double>(xr);
-        a[l] += w * xi;
-        b[l] += v * xi;
+        a[l] = std::fma(w, xi, a[l]);
+        b[l] = std::fma(v, xi, b[l]);
     }
 
     void end_group(std::size_t) {}
@@ -459,16 +460,16 @@ void block_pass_m1(std::int64_t i0, std::int64_t i1, typename Lanes::Real* __res
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // Four rows of Real at a time as doubles (float32 weights are widened exactly).
-__attribute__((target("avx2"))) inline __m256d load4(const double* p) { return _mm256_loadu_pd(p); }
-__attribute__((target("avx2"))) inline __m256d load4(const float* p) {
+LINVAE_AVX2 inline __m256d load4(const double* p) { return _mm256_loadu_pd(p); }
+LINVAE_AVX2 inline __m256d load4(const float* p) {
     return _mm256_cvtps_pd(_mm_loadu_ps(p));
 }
 // Round to Real (as a scalar cast does), store, and return the stored values as doubles.
-__attribute__((target("avx2"))) inline __m256d store4(double* p, __m256d v) {
+LINVAE_AVX2 inline __m256d store4(double* p, __m256d v) {
     _mm256_storeu_pd(p, v);
     return v;
 }
-__attribute__((target("avx2"))) inline __m256d store4(float* p, __m256d v) {
+LINVAE_AVX2 inline __m256d store4(float* p, __m256d v) {
     const __m128 f = _mm256_cvtpd_ps(v);
     _mm_storeu_ps(p, f);
     return _mm256_cvtps_pd(f);
@@ -487,7 +488,7 @@ struct M1RowsAvx2 {
     __m256d wm, cw, vs, cv, se, cs;
     __m256d q, a, b, m, d, E, R;
 
-    __attribute__((target("avx2"))) M1RowsAvx2(Real* W_, Real* V_, const Real* Ws_, Real* x_,
+    LINVAE_AVX2 M1RowsAvx2(Real* W_, Real* V_, const Real* Ws_, Real* x_,
                                                 std::int64_t i0_, const M1Coeffs& k)
         : W(W_), V(V_), Ws(Ws_), x(x_), i0(i0_), wm(_mm256_set1_pd(k.wm)),
           cw(_mm256_set1_pd(k.cw)), vs(_mm256_set1_pd(k.vs)), cv(_mm256_set1_pd(k.cv)),
@@ -495,30 +496,29 @@ struct M1RowsAvx2 {
           b(q), m(q), d(q), E(q), R(q) {}
 
     // rows i0 + 4g .. i0 + 4g + 3 with their four normals
-    __attribute__((target("avx2"))) inline void operator()(std::size_t g, __m256d noise) {
+    LINVAE_AVX2 inline void operator()(std::size_t g, __m256d noise) {
         const std::int64_t i = i0 + 4 * static_cast<std::int64_t>(g);
         const __m256d xo = load4(x + i), ws = load4(Ws + i);
-        // the scalar expressions, in the same order, without fused multiply-adds
-        const __m256d w = store4(W + i, _mm256_add_pd(_mm256_mul_pd(xo, cw),
-                                                      _mm256_mul_pd(load4(W + i), wm)));
+        // the scalar expressions, with the same fused multiply-adds
+        const __m256d w = store4(W + i, _mm256_fmadd_pd(xo, cw, _mm256_mul_pd(load4(W + i), wm)));
         const __m256d v0 = SCALE_V ? _mm256_mul_pd(vs, load4(V + i)) : load4(V + i);
-        const __m256d v = store4(V + i, _mm256_sub_pd(v0, _mm256_mul_pd(xo, cv)));
-        q = _mm256_add_pd(q, _mm256_mul_pd(w, w));
+        const __m256d v = store4(V + i, _mm256_fnmadd_pd(xo, cv, v0));
+        q = _mm256_fmadd_pd(w, w, q);
         if constexpr (REC) {
-            m = _mm256_add_pd(m, _mm256_mul_pd(w, ws));
-            d = _mm256_add_pd(d, _mm256_mul_pd(v, ws));
-            R = _mm256_add_pd(R, _mm256_mul_pd(w, v));
-            E = _mm256_add_pd(E, _mm256_mul_pd(v, v));
+            m = _mm256_fmadd_pd(w, ws, m);
+            d = _mm256_fmadd_pd(v, ws, d);
+            R = _mm256_fmadd_pd(w, v, R);
+            E = _mm256_fmadd_pd(v, v, E);
         }
-        const __m256d xi = store4(x + i, _mm256_add_pd(_mm256_mul_pd(se, noise), _mm256_mul_pd(ws, cs)));
-        a = _mm256_add_pd(a, _mm256_mul_pd(w, xi));
-        b = _mm256_add_pd(b, _mm256_mul_pd(v, xi));
+        const __m256d xi = store4(x + i, _mm256_fmadd_pd(se, noise, _mm256_mul_pd(ws, cs)));
+        a = _mm256_fmadd_pd(w, xi, a);
+        b = _mm256_fmadd_pd(v, xi, b);
     }
-    __attribute__((target("avx2"))) inline void operator()(std::size_t g, const double* noise) {
+    LINVAE_AVX2 inline void operator()(std::size_t g, const double* noise) {
         (*this)(g, _mm256_loadu_pd(noise));
     }
 
-    __attribute__((target("avx2"))) void lanes_into(M1Lanes<Real, REC>& acc) const {
+    LINVAE_AVX2 void lanes_into(M1Lanes<Real, REC>& acc) const {
         _mm256_storeu_pd(acc.q, q);
         _mm256_storeu_pd(acc.a, a);
         _mm256_storeu_pd(acc.b, b);
@@ -534,19 +534,19 @@ struct M1RowsAvx2 {
 // The groups of a source compiled for AVX2, so that the sink's AVX2 call operator is
 // inlined and its sums stay in registers; from the generator, straight from registers.
 template <class T, int G, class Sink>
-__attribute__((target("avx2"))) inline void groups_avx2(const NoiseBufferOf<T, G>& src,
+LINVAE_AVX2 inline void groups_avx2(const NoiseBufferOf<T, G>& src,
                                                         std::size_t n, Sink& sink) {
     for (std::size_t g = 0; g < n; ++g) sink(g, src.p + G * g);
 }
 template <class Sink>
-__attribute__((target("avx2"))) inline void groups_avx2(const NoiseStream& src, std::size_t n,
+LINVAE_AVX2 inline void groups_avx2(const NoiseStream& src, std::size_t n,
                                                         Sink& sink) {
     normals4_avx2(src.s->lanes(), n, ZigguratTables::get(), sink);
 }
 
 // The M = M* = 1 pass with the AVX2 rows Rows (M1RowsAvx2, M1RowsF32Avx2) on Lanes.
 template <class Rows, class Lanes, class Noise>
-__attribute__((target("avx2"))) void block_pass_m1_avx2_rows(
+LINVAE_AVX2 void block_pass_m1_avx2_rows(
         std::int64_t i0, std::int64_t i1, typename Lanes::Real* __restrict W,
         typename Lanes::Real* __restrict V, const typename Lanes::Real* __restrict Ws,
         typename Lanes::Real* __restrict x, const typename Lanes::Coeffs& k,
@@ -605,23 +605,24 @@ struct M1LanesF : LaneTotals<8, REC> {
                     const float* __restrict Ws, float* __restrict x, float noise,
                     const M1CoeffsF& k) {
         const float xo = x[i], ws = Ws[i], w0 = W[i], v0 = V[i];
-        const float w = w0 + (xo * k.cw - w0 * k.dec);
+        const float w = w0 + std::fma(xo, k.cw, -(w0 * k.dec));
         // without weight decay (vdec = 0) the decay term is left out, as in the AVX2 rows
-        const float v = k.vdec == 0.0f ? v0 - xo * k.cv : v0 - (xo * k.cv + v0 * k.vdec);
+        const float v = k.vdec == 0.0f ? std::fma(-xo, k.cv, v0)
+                                       : v0 - std::fma(xo, k.cv, v0 * k.vdec);
         W[i] = w;
         V[i] = v;
-        pq[l] += w * w;
+        pq[l] = std::fma(w, w, pq[l]);
         if constexpr (REC) {
             const double wd = w, vd = v, wsd = ws;
-            m[l] += wd * wsd;
-            d[l] += vd * wsd;
-            R[l] += wd * vd;
-            E[l] += vd * vd;
+            m[l] = std::fma(wd, wsd, m[l]);
+            d[l] = std::fma(vd, wsd, d[l]);
+            R[l] = std::fma(wd, vd, R[l]);
+            E[l] = std::fma(vd, vd, E[l]);
         }
-        const float xr = k.se * noise + ws * k.cs;
+        const float xr = std::fma(k.se, noise, ws * k.cs);
         x[i] = xr;
-        pa[l] += w * xr;
-        pb[l] += v * xr;
+        pa[l] = std::fma(w, xr, pa[l]);
+        pb[l] = std::fma(v, xr, pb[l]);
     }
 
     // end of a run: the float partial sums into the double ones
@@ -674,7 +675,7 @@ struct M1RowsF32Avx2 {
     __m256 pq, pa, pb;  // the float sums of the current run
     __m256d q[2], a[2], b[2], m[2], d[2], E[2], R[2];
 
-    __attribute__((target("avx2"))) M1RowsF32Avx2(float* W_, float* V_, const float* Ws_,
+    LINVAE_AVX2 M1RowsF32Avx2(float* W_, float* V_, const float* Ws_,
                                                   float* x_, std::int64_t i0_,
                                                   const M1CoeffsF& k)
         : W(W_), V(V_), Ws(Ws_), x(x_), i0(i0_), dec(_mm256_set1_ps(k.dec)),
@@ -686,51 +687,51 @@ struct M1RowsF32Avx2 {
     }
 
     // the two halves of eight floats, widened exactly
-    __attribute__((target("avx2"))) static inline void widen(__m256 f, __m256d (&out)[2]) {
+    LINVAE_AVX2 static inline void widen(__m256 f, __m256d (&out)[2]) {
         out[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
         out[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
     }
-    __attribute__((target("avx2"))) static inline void add_widened(__m256d (&acc)[2], __m256 f) {
+    LINVAE_AVX2 static inline void add_widened(__m256d (&acc)[2], __m256 f) {
         __m256d h[2];
         widen(f, h);
         acc[0] = _mm256_add_pd(acc[0], h[0]);
         acc[1] = _mm256_add_pd(acc[1], h[1]);
     }
 
-    __attribute__((target("avx2"))) inline void operator()(std::size_t g, __m256 noise) {
+    LINVAE_AVX2 inline void operator()(std::size_t g, __m256 noise) {
         const std::int64_t i = i0 + 8 * static_cast<std::int64_t>(g);
         const __m256 xo = _mm256_loadu_ps(x + i), ws = _mm256_loadu_ps(Ws + i);
         const __m256 w0 = _mm256_loadu_ps(W + i), v0 = _mm256_loadu_ps(V + i);
-        // the scalar expressions, in the same order, without fused multiply-adds
-        const __m256 w = _mm256_add_ps(w0, _mm256_sub_ps(_mm256_mul_ps(xo, cw), _mm256_mul_ps(w0, dec)));
-        const __m256 v = DECAY_V ? _mm256_sub_ps(v0, _mm256_add_ps(_mm256_mul_ps(xo, cv), _mm256_mul_ps(v0, vdec)))
-                                 : _mm256_sub_ps(v0, _mm256_mul_ps(xo, cv));
+        // the scalar expressions, with the same fused multiply-adds
+        const __m256 w = _mm256_add_ps(w0, _mm256_fmsub_ps(xo, cw, _mm256_mul_ps(w0, dec)));
+        const __m256 v = DECAY_V ? _mm256_sub_ps(v0, _mm256_fmadd_ps(xo, cv, _mm256_mul_ps(v0, vdec)))
+                                 : _mm256_fnmadd_ps(xo, cv, v0);
         _mm256_storeu_ps(W + i, w);
         _mm256_storeu_ps(V + i, v);
-        pq = _mm256_add_ps(pq, _mm256_mul_ps(w, w));
+        pq = _mm256_fmadd_ps(w, w, pq);
         if constexpr (REC) {
             __m256d wd[2], vd[2], wsd[2];
             widen(w, wd);
             widen(v, vd);
             widen(ws, wsd);
             for (int h = 0; h < 2; ++h) {
-                m[h] = _mm256_add_pd(m[h], _mm256_mul_pd(wd[h], wsd[h]));
-                d[h] = _mm256_add_pd(d[h], _mm256_mul_pd(vd[h], wsd[h]));
-                R[h] = _mm256_add_pd(R[h], _mm256_mul_pd(wd[h], vd[h]));
-                E[h] = _mm256_add_pd(E[h], _mm256_mul_pd(vd[h], vd[h]));
+                m[h] = _mm256_fmadd_pd(wd[h], wsd[h], m[h]);
+                d[h] = _mm256_fmadd_pd(vd[h], wsd[h], d[h]);
+                R[h] = _mm256_fmadd_pd(wd[h], vd[h], R[h]);
+                E[h] = _mm256_fmadd_pd(vd[h], vd[h], E[h]);
             }
         }
-        const __m256 xr = _mm256_add_ps(_mm256_mul_ps(se, noise), _mm256_mul_ps(ws, cs));
+        const __m256 xr = _mm256_fmadd_ps(se, noise, _mm256_mul_ps(ws, cs));
         _mm256_storeu_ps(x + i, xr);
-        pa = _mm256_add_ps(pa, _mm256_mul_ps(w, xr));
-        pb = _mm256_add_ps(pb, _mm256_mul_ps(v, xr));
+        pa = _mm256_fmadd_ps(w, xr, pa);
+        pb = _mm256_fmadd_ps(v, xr, pb);
         if ((g + 1) % M1LanesF<REC>::kRun == 0) flush();
     }
-    __attribute__((target("avx2"))) inline void operator()(std::size_t g, const float* noise) {
+    LINVAE_AVX2 inline void operator()(std::size_t g, const float* noise) {
         (*this)(g, _mm256_loadu_ps(noise));
     }
 
-    __attribute__((target("avx2"))) inline void flush() {
+    LINVAE_AVX2 inline void flush() {
         add_widened(q, pq);
         add_widened(a, pa);
         add_widened(b, pb);
@@ -738,7 +739,7 @@ struct M1RowsF32Avx2 {
     }
 
     // the state of the sums, for the scalar rows of the block's tail
-    __attribute__((target("avx2"))) void lanes_into(M1LanesF<REC>& acc) const {
+    LINVAE_AVX2 void lanes_into(M1LanesF<REC>& acc) const {
         _mm256_storeu_ps(acc.pq, pq);
         _mm256_storeu_ps(acc.pa, pa);
         _mm256_storeu_ps(acc.pb, pb);
@@ -757,7 +758,7 @@ struct M1RowsF32Avx2 {
 };
 
 template <class Sink>
-__attribute__((target("avx2"))) inline void groups_avx2(const NoiseStreamF& src, std::size_t n,
+LINVAE_AVX2 inline void groups_avx2(const NoiseStreamF& src, std::size_t n,
                                                         Sink& sink) {
     normals8_avx2(src.s->lanes(), n, sink);
 }

@@ -32,11 +32,15 @@ struct ZigguratTablesF {
     static constexpr std::uint32_t kIdxMask = kLayers - 1;
     static constexpr std::uint32_t kSignBit = 1u << kIdxBits;
     static constexpr int kAbsShift = kIdxBits + 1;     // the abscissa is u >> 11
+    static constexpr std::uint32_t kSignedMask = 2 * kLayers - 1;  // layer and sign bit
     static constexpr double r = 4.0388498461095045;   // start of the tail
     static constexpr double v = 1.22632464635309e-3;  // area of each layer
-    std::array<std::uint32_t, kLayers> k{};  // acceptance thresholds on the 21-bit abscissa
-    std::array<float, kLayers> w{};          // abscissa scale per layer (float: one rounding)
-    std::array<double, kLayers> fd{};        // density at the layer edges, for the wedge test
+    // k and w are indexed by the word's low 11 bits, layer and sign: the second half
+    // repeats the first with w negated, so the fast path gets the sign with the scale
+    // (abscissa * -w is exactly the negated product, -0.0 included).
+    std::array<std::uint32_t, 2 * kLayers> k{};  // acceptance thresholds on the abscissa
+    std::array<float, 2 * kLayers> w{};          // signed abscissa scale (one rounding)
+    std::array<double, kLayers> fd{};            // density at the layer edges (wedge test)
 
     ZigguratTablesF() {
         const double m1 = 0x1.0p21;
@@ -56,7 +60,11 @@ struct ZigguratTablesF {
             fd[i] = std::exp(-0.5 * dn * dn);
             wd[i] = dn / m1;
         }
-        for (int i = 0; i < kLayers; ++i) w[i] = static_cast<float>(wd[i]);
+        for (int i = 0; i < kLayers; ++i) {
+            w[i] = static_cast<float>(wd[i]);
+            w[i + kLayers] = -w[i];
+            k[i + kLayers] = k[i];
+        }
     }
 
     static const ZigguratTablesF& get() {
@@ -65,19 +73,15 @@ struct ZigguratTablesF {
     }
 };
 
-// Fast path of one 32-bit word, branch-free: the sign bit goes straight into the float's
-// sign bit. rabs < 2^21, so int -> float is exact and x has a single rounding (the
-// multiply). Returns false when the word falls outside the layer's rectangle.
+// Fast path of one 32-bit word, branch-free: the signed scale carries the sign. rabs <
+// 2^21, so int -> float is exact and x has a single rounding (the multiply). Returns
+// false when the word falls outside the layer's rectangle.
 inline bool normal_fast_f32(std::uint32_t u, const ZigguratTablesF& z, float& out) {
     using Z = ZigguratTablesF;
-    const unsigned idx = u & Z::kIdxMask;
+    const unsigned j = u & Z::kSignedMask;
     const std::uint32_t rabs = u >> Z::kAbsShift;
-    const float x = static_cast<float>(static_cast<std::int32_t>(rabs)) * z.w[idx];
-    std::uint32_t b;
-    std::memcpy(&b, &x, sizeof b);
-    b ^= (u & Z::kSignBit) << (31 - Z::kIdxBits);
-    std::memcpy(&out, &b, sizeof b);
-    return rabs < z.k[idx];
+    out = static_cast<float>(static_cast<std::int32_t>(rabs)) * z.w[j];
+    return rabs < z.k[j];
 }
 
 // Slow path of a rejected word u, drawing from lane g (already past the group's word):
@@ -144,26 +148,25 @@ inline void normals8_scalar(Xoshiro256pp* lanes, std::size_t n_groups, Sink&& si
 // sink(g, __m256 eight) straight from registers (the sink's call operator must itself be
 // compiled for AVX2, see StoreNormals8F). Every operation of the fast path is exact or a
 // single float rounding identical to the scalar one (integer ops, an exact int -> float
-// conversion, one multiply, a sign-bit xor).
+// conversion, one multiply by the signed scale).
 template <class Sink>
-__attribute__((target("avx2"))) inline void normals8_avx2(Xoshiro256pp* lanes,
+__attribute__((target("avx2,fma"))) inline void normals8_avx2(Xoshiro256pp* lanes,
                                                           std::size_t n_groups, Sink&& sink) {
     using Z = ZigguratTablesF;
     const Z& z = Z::get();
     XoshiroX4 st(lanes);
-    const __m256i idx_mask = _mm256_set1_epi32(Z::kIdxMask);
-    const __m256i sign_bit = _mm256_set1_epi32(Z::kSignBit);
     const int* k_table = reinterpret_cast<const int*>(z.k.data());
     for (std::size_t g = 0; g < n_groups; ++g) {
         // 32-bit element 2l + h of `bits` is half h of lane l's word: the output order.
         const __m256i bits = st.next();
-        const __m256i idx = _mm256_and_si256(bits, idx_mask);
+        // layer and sign: two shifts, which leave the registers to the kernel (a mask
+        // constant would be rebuilt every group)
+        const __m256i j = _mm256_srli_epi32(_mm256_slli_epi32(bits, 32 - Z::kAbsShift),
+                                            32 - Z::kAbsShift);
         const __m256i rabs = _mm256_srli_epi32(bits, Z::kAbsShift);
-        const __m256 w = _mm256_i32gather_ps(z.w.data(), idx, 4);
-        const __m256i k = _mm256_i32gather_epi32(k_table, idx, 4);  // k < 2^21: signed compare ok
-        const __m256i sgn = _mm256_slli_epi32(_mm256_and_si256(bits, sign_bit), 31 - Z::kIdxBits);
-        __m256 x = _mm256_xor_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(rabs), w),
-                                 _mm256_castsi256_ps(sgn));
+        const __m256 w = _mm256_i32gather_ps(z.w.data(), j, 4);
+        const __m256i k = _mm256_i32gather_epi32(k_table, j, 4);  // k < 2^21: signed compare ok
+        __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(rabs), w);
         const int ok = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, rabs)));
         if (ok != 0xff) {  // ~3% of groups: redo the rejected outputs, in output order
             alignas(32) std::uint32_t u[8];
@@ -181,7 +184,7 @@ __attribute__((target("avx2"))) inline void normals8_avx2(Xoshiro256pp* lanes,
 
 struct StoreNormals8F {
     float* out;
-    __attribute__((target("avx2"))) inline void operator()(std::size_t g, __m256 x) const {
+    __attribute__((target("avx2,fma"))) inline void operator()(std::size_t g, __m256 x) const {
         _mm256_storeu_ps(out + 8 * g, x);
     }
 };

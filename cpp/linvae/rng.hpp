@@ -99,11 +99,15 @@ struct ZigguratTables {
     static constexpr std::uint64_t kSignBit = std::uint64_t{1} << kIdxBits;
     static constexpr int kAbsShift = kIdxBits + 1;      // the abscissa is (u >> 11) & (2^52 - 1)
     static constexpr std::uint64_t kAbsMask = 0x000fffffffffffffULL;
+    static constexpr std::uint64_t kSignedMask = 2 * kLayers - 1;  // layer and sign bit
     static constexpr double r = 4.0388498461095045;    // start of the tail
     static constexpr double v = 1.22632464635309e-3;   // area of each layer
-    std::array<std::uint64_t, kLayers> k{};  // acceptance thresholds on the 52-bit abscissa
-    std::array<double, kLayers> w{};         // abscissa scale per layer
-    std::array<double, kLayers> f{};         // density at the layer edges
+    // k and w are indexed by the word's low 11 bits, layer and sign: the second half
+    // repeats the first with w negated, so the fast path gets the sign with the scale
+    // (abscissa * -w is exactly the negated product, -0.0 included).
+    std::array<std::uint64_t, 2 * kLayers> k{};  // acceptance thresholds on the abscissa
+    std::array<double, 2 * kLayers> w{};         // signed abscissa scale
+    std::array<double, kLayers> f{};             // density at the layer edges
 
     ZigguratTables() {
         const double m1 = 0x1.0p52;
@@ -121,6 +125,10 @@ struct ZigguratTables {
             tn = dn;
             f[i] = std::exp(-0.5 * dn * dn);
             w[i] = dn / m1;
+        }
+        for (int i = 0; i < kLayers; ++i) {
+            w[i + kLayers] = -w[i];
+            k[i + kLayers] = k[i];
         }
     }
 
@@ -156,19 +164,15 @@ inline double normal_slow(Xoshiro256pp& g, std::uint64_t bits, const ZigguratTab
     }
 }
 
-// The fast path without branches: the word's sign bit goes straight into the sign bit
-// of the double (a data-dependent branch on it would mispredict half the time).
-// Returns false when the word falls outside the layer's rectangle (slow path needed).
+// The fast path without branches: the signed scale carries the word's sign bit (a
+// data-dependent branch on it would mispredict half the time). Returns false when the
+// word falls outside the layer's rectangle (slow path needed).
 inline bool normal_fast(std::uint64_t bits, const ZigguratTables& z, double& out) {
     using Z = ZigguratTables;
-    const auto idx = static_cast<unsigned>(bits & Z::kIdxMask);
+    const auto j = static_cast<unsigned>(bits & Z::kSignedMask);
     const std::uint64_t rabs = (bits >> Z::kAbsShift) & Z::kAbsMask;
-    const double x = Xoshiro256pp::to_double(rabs) * z.w[idx];
-    std::uint64_t u;
-    std::memcpy(&u, &x, sizeof u);
-    u ^= (bits & Z::kSignBit) << (63 - Z::kIdxBits);
-    std::memcpy(&out, &u, sizeof u);
-    return rabs < z.k[idx];
+    out = Xoshiro256pp::to_double(rabs) * z.w[j];
+    return rabs < z.k[j];
 }
 
 inline double standard_normal(Xoshiro256pp& g, const ZigguratTables& z) {
@@ -179,8 +183,11 @@ inline double standard_normal(Xoshiro256pp& g, const ZigguratTables& z) {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LINVAE_HAVE_AVX2_PATH 1
+// The AVX2 path also fuses multiply-adds: the dispatch asks the CPU for both (every
+// AVX2 CPU has FMA), and the scalar path rounds the same fused expressions with std::fma.
+#define LINVAE_AVX2 __attribute__((target("avx2,fma")))
 
-__attribute__((target("avx2"))) inline __m256i rotl_avx2(__m256i x, int k) {
+LINVAE_AVX2 inline __m256i rotl_avx2(__m256i x, int k) {
     return _mm256_or_si256(_mm256_slli_epi64(x, k), _mm256_srli_epi64(x, 64 - k));
 }
 
@@ -188,7 +195,7 @@ __attribute__((target("avx2"))) inline __m256i rotl_avx2(__m256i x, int k) {
 struct XoshiroX4 {
     __m256i s0, s1, s2, s3;
 
-    __attribute__((target("avx2"))) explicit XoshiroX4(const Xoshiro256pp* lanes) {
+    LINVAE_AVX2 explicit XoshiroX4(const Xoshiro256pp* lanes) {
         alignas(32) std::uint64_t st[4][4];
         for (int w = 0; w < 4; ++w)
             for (int l = 0; l < 4; ++l) st[w][l] = lanes[l].s[w];
@@ -198,12 +205,12 @@ struct XoshiroX4 {
         s3 = _mm256_load_si256(reinterpret_cast<const __m256i*>(st[3]));
     }
 
-    __attribute__((target("avx2"))) void store(Xoshiro256pp* lanes) const {
+    LINVAE_AVX2 void store(Xoshiro256pp* lanes) const {
         for (int l = 0; l < 4; ++l) lanes[l] = lane(l);
     }
 
     // the next word of every lane
-    __attribute__((target("avx2"))) inline __m256i next() {
+    LINVAE_AVX2 inline __m256i next() {
         const __m256i bits = _mm256_add_epi64(rotl_avx2(_mm256_add_epi64(s0, s3), 23), s0);
         const __m256i t = _mm256_slli_epi64(s1, 17);
         s2 = _mm256_xor_si256(s2, s0);
@@ -216,7 +223,7 @@ struct XoshiroX4 {
     }
 
     // Lane l as a scalar generator (for the slow path of a rejected word), and back.
-    __attribute__((target("avx2"))) Xoshiro256pp lane(int l) const {
+    LINVAE_AVX2 Xoshiro256pp lane(int l) const {
         alignas(32) std::uint64_t st[4][4];
         _mm256_store_si256(reinterpret_cast<__m256i*>(st[0]), s0);
         _mm256_store_si256(reinterpret_cast<__m256i*>(st[1]), s1);
@@ -228,7 +235,7 @@ struct XoshiroX4 {
     }
     // Blended in rather than reloaded: a 256-bit load of data just written by 64-bit
     // stores cannot be store-forwarded, and the stall would hold every later group.
-    __attribute__((target("avx2"))) void set_lane(int l, const Xoshiro256pp& g) {
+    LINVAE_AVX2 void set_lane(int l, const Xoshiro256pp& g) {
         const __m256i in_lane = _mm256_cmpeq_epi64(_mm256_setr_epi64x(0, 1, 2, 3),
                                                    _mm256_set1_epi64x(l));
         s0 = put(s0, g.s[0], in_lane);
@@ -236,7 +243,7 @@ struct XoshiroX4 {
         s2 = put(s2, g.s[2], in_lane);
         s3 = put(s3, g.s[3], in_lane);
     }
-    __attribute__((target("avx2"))) static inline __m256i put(__m256i s, std::uint64_t v,
+    LINVAE_AVX2 static inline __m256i put(__m256i s, std::uint64_t v,
                                                               __m256i mask) {
         return _mm256_blendv_epi8(s, _mm256_set1_epi64x(static_cast<long long>(v)), mask);
     }
@@ -246,7 +253,7 @@ struct XoshiroX4 {
 // (bit j of ``rejected``): output j of a group of G comes from lane j * 4 / G, whose
 // state the slow path advances in the registers.
 template <int G, class Word, class Out, class Slow>
-__attribute__((target("avx2"))) inline void redo_rejected(XoshiroX4& st, unsigned rejected,
+LINVAE_AVX2 inline void redo_rejected(XoshiroX4& st, unsigned rejected,
                                                           const Word* bits, Out* xs,
                                                           Slow&& slow) {
     for (; rejected != 0; rejected &= rejected - 1) {
@@ -259,32 +266,30 @@ __attribute__((target("avx2"))) inline void redo_rejected(XoshiroX4& st, unsigne
 
 // The four lanes of a stream in AVX2 registers: xoshiro256++ and the ziggurat's fast path
 // for four words at once. Every operation is exact (integer ops, the int -> double
-// conversion of a 52-bit value, one multiply, a sign-bit xor), so the output equals the
+// conversion of a 52-bit value, one multiply by the signed scale), so the output equals the
 // scalar generator bit for bit; rejected lanes take the scalar slow path on their own
 // state, in lane order. Group g (normals 4g .. 4g + 3, one word per lane) goes to
 // sink(g, normals), so a kernel can use them straight from registers; a fill is the sink
 // that stores them.
 template <class Sink>
-__attribute__((target("avx2"))) inline void normals4_avx2(Xoshiro256pp* lanes,
+LINVAE_AVX2 inline void normals4_avx2(Xoshiro256pp* lanes,
                                                           std::size_t n_groups,
                                                           const ZigguratTables& z, Sink&& sink) {
     using Z = ZigguratTables;
     XoshiroX4 st(lanes);
-    const __m256i idx_mask = _mm256_set1_epi64x(Z::kIdxMask);
-    const __m256i sign_bit = _mm256_set1_epi64x(Z::kSignBit);
+    const __m256i signed_mask = _mm256_set1_epi64x(Z::kSignedMask);
     const __m256i exp52 = _mm256_set1_epi64x(0x4330000000000000LL);  // the double 2^52
     const __m256d two52 = _mm256_set1_pd(0x1.0p52);
     for (std::size_t g = 0; g < n_groups; ++g) {
         const __m256i bits = st.next();
-        const __m256i idx = _mm256_and_si256(bits, idx_mask);
+        const __m256i idx = _mm256_and_si256(bits, signed_mask);  // layer and sign
         // the 52 bits above the sign: shifting out the top bit spares a mask register
         const __m256i rabs = _mm256_srli_epi64(_mm256_slli_epi64(bits, 1), Z::kAbsShift + 1);
         const __m256d w = _mm256_i64gather_pd(z.w.data(), idx, 8);
         const __m256i k = _mm256_i64gather_epi64(
             reinterpret_cast<const long long*>(z.k.data()), idx, 8);
         const __m256d xr = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(rabs, exp52)), two52);
-        const __m256i sgn = _mm256_slli_epi64(_mm256_and_si256(bits, sign_bit), 63 - Z::kIdxBits);
-        __m256d x = _mm256_xor_pd(_mm256_mul_pd(xr, w), _mm256_castsi256_pd(sgn));
+        __m256d x = _mm256_mul_pd(xr, w);
         const int ok = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, rabs)));
         if (ok != 0xf) {  // ~1% of groups: redo the rejected lanes, in lane order
             alignas(32) std::uint64_t b[4];
@@ -302,7 +307,7 @@ __attribute__((target("avx2"))) inline void normals4_avx2(Xoshiro256pp* lanes,
 
 struct StoreNormals4 {
     double* out;
-    __attribute__((target("avx2"))) inline void operator()(std::size_t g, __m256d x) const {
+    LINVAE_AVX2 inline void operator()(std::size_t g, __m256d x) const {
         _mm256_storeu_pd(out + 4 * g, x);
     }
 };
@@ -314,7 +319,8 @@ inline SimdPath& active_simd_path() {
         const char* env = std::getenv("LINVAE_SIMD");
         if (env != nullptr && std::string(env) == "scalar") return SimdPath::kScalar;
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") ? SimdPath::kAvx2 : SimdPath::kScalar;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? SimdPath::kAvx2
+                                                                           : SimdPath::kScalar;
     }();
     return path;
 }
