@@ -59,7 +59,7 @@ void register_info(py::module_& m) {
 
     m.def("set_simd_path", [](const std::string& name) {
 #ifdef LINVAE_HAVE_AVX2_PATH
-        if (name == "avx2" && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        if (name == "avx2" && !linvae::cpu_has_avx2_path())
             throw py::value_error("this CPU has no AVX2 and FMA");
         if (name != "avx2" && name != "scalar")
             throw py::value_error("simd path must be 'avx2' or 'scalar'");

@@ -489,7 +489,7 @@ struct M1RowsAvx2 {
     __m256d q, a, b, m, d, E, R;
 
     LINVAE_AVX2 M1RowsAvx2(Real* W_, Real* V_, const Real* Ws_, Real* x_,
-                                                std::int64_t i0_, const M1Coeffs& k)
+                           std::int64_t i0_, const M1Coeffs& k)
         : W(W_), V(V_), Ws(Ws_), x(x_), i0(i0_), wm(_mm256_set1_pd(k.wm)),
           cw(_mm256_set1_pd(k.cw)), vs(_mm256_set1_pd(k.vs)), cv(_mm256_set1_pd(k.cv)),
           se(_mm256_set1_pd(k.se)), cs(_mm256_set1_pd(k.cs)), q(_mm256_setzero_pd()), a(q),
@@ -535,12 +535,12 @@ struct M1RowsAvx2 {
 // inlined and its sums stay in registers; from the generator, straight from registers.
 template <class T, int G, class Sink>
 LINVAE_AVX2 inline void groups_avx2(const NoiseBufferOf<T, G>& src,
-                                                        std::size_t n, Sink& sink) {
+                                    std::size_t n, Sink& sink) {
     for (std::size_t g = 0; g < n; ++g) sink(g, src.p + G * g);
 }
 template <class Sink>
 LINVAE_AVX2 inline void groups_avx2(const NoiseStream& src, std::size_t n,
-                                                        Sink& sink) {
+                                    Sink& sink) {
     normals4_avx2(src.s->lanes(), n, ZigguratTables::get(), sink);
 }
 
@@ -676,8 +676,8 @@ struct M1RowsF32Avx2 {
     __m256d q[2], a[2], b[2], m[2], d[2], E[2], R[2];
 
     LINVAE_AVX2 M1RowsF32Avx2(float* W_, float* V_, const float* Ws_,
-                                                  float* x_, std::int64_t i0_,
-                                                  const M1CoeffsF& k)
+                              float* x_, std::int64_t i0_,
+                              const M1CoeffsF& k)
         : W(W_), V(V_), Ws(Ws_), x(x_), i0(i0_), dec(_mm256_set1_ps(k.dec)),
           cw(_mm256_set1_ps(k.cw)), vdec(_mm256_set1_ps(k.vdec)), cv(_mm256_set1_ps(k.cv)),
           se(_mm256_set1_ps(k.se)), cs(_mm256_set1_ps(k.cs)), pq(_mm256_setzero_ps()),
@@ -759,7 +759,7 @@ struct M1RowsF32Avx2 {
 
 template <class Sink>
 LINVAE_AVX2 inline void groups_avx2(const NoiseStreamF& src, std::size_t n,
-                                                        Sink& sink) {
+                                    Sink& sink) {
     normals8_avx2(src.s->lanes(), n, sink);
 }
 

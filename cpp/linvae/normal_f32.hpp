@@ -150,8 +150,8 @@ inline void normals8_scalar(Xoshiro256pp* lanes, std::size_t n_groups, Sink&& si
 // single float rounding identical to the scalar one (integer ops, an exact int -> float
 // conversion, one multiply by the signed scale).
 template <class Sink>
-__attribute__((target("avx2,fma"))) inline void normals8_avx2(Xoshiro256pp* lanes,
-                                                          std::size_t n_groups, Sink&& sink) {
+LINVAE_AVX2 inline void normals8_avx2(Xoshiro256pp* lanes,
+                                      std::size_t n_groups, Sink&& sink) {
     using Z = ZigguratTablesF;
     const Z& z = Z::get();
     XoshiroX4 st(lanes);
@@ -184,7 +184,7 @@ __attribute__((target("avx2,fma"))) inline void normals8_avx2(Xoshiro256pp* lane
 
 struct StoreNormals8F {
     float* out;
-    __attribute__((target("avx2,fma"))) inline void operator()(std::size_t g, __m256 x) const {
+    LINVAE_AVX2 inline void operator()(std::size_t g, __m256 x) const {
         _mm256_storeu_ps(out + 8 * g, x);
     }
 };

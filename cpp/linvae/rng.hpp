@@ -244,7 +244,7 @@ struct XoshiroX4 {
         s3 = put(s3, g.s[3], in_lane);
     }
     LINVAE_AVX2 static inline __m256i put(__m256i s, std::uint64_t v,
-                                                              __m256i mask) {
+                                          __m256i mask) {
         return _mm256_blendv_epi8(s, _mm256_set1_epi64x(static_cast<long long>(v)), mask);
     }
 };
@@ -254,8 +254,8 @@ struct XoshiroX4 {
 // state the slow path advances in the registers.
 template <int G, class Word, class Out, class Slow>
 LINVAE_AVX2 inline void redo_rejected(XoshiroX4& st, unsigned rejected,
-                                                          const Word* bits, Out* xs,
-                                                          Slow&& slow) {
+                                      const Word* bits, Out* xs,
+                                      Slow&& slow) {
     for (; rejected != 0; rejected &= rejected - 1) {
         const int j = __builtin_ctz(rejected), l = j * 4 / G;
         Xoshiro256pp lane = st.lane(l);
@@ -273,8 +273,8 @@ LINVAE_AVX2 inline void redo_rejected(XoshiroX4& st, unsigned rejected,
 // that stores them.
 template <class Sink>
 LINVAE_AVX2 inline void normals4_avx2(Xoshiro256pp* lanes,
-                                                          std::size_t n_groups,
-                                                          const ZigguratTables& z, Sink&& sink) {
+                                      std::size_t n_groups,
+                                      const ZigguratTables& z, Sink&& sink) {
     using Z = ZigguratTables;
     XoshiroX4 st(lanes);
     const __m256i signed_mask = _mm256_set1_epi64x(Z::kSignedMask);
@@ -312,15 +312,19 @@ struct StoreNormals4 {
     }
 };
 
+// Whether this CPU can run the LINVAE_AVX2 code.
+inline bool cpu_has_avx2_path() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 // Which fill the CPU can run: decided once, overridable for tests (LINVAE_SIMD=scalar).
 enum class SimdPath { kScalar, kAvx2 };
 inline SimdPath& active_simd_path() {
     static SimdPath path = [] {
         const char* env = std::getenv("LINVAE_SIMD");
         if (env != nullptr && std::string(env) == "scalar") return SimdPath::kScalar;
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? SimdPath::kAvx2
-                                                                           : SimdPath::kScalar;
+        return cpu_has_avx2_path() ? SimdPath::kAvx2 : SimdPath::kScalar;
     }();
     return path;
 }
