@@ -14,7 +14,7 @@ using linvae::NormalStream;
 void register_rng(py::module_& m) {
     py::class_<NormalStream>(m, "NormalStream",
                              "Standard normals of the stream (seed, replica, stream_id): "
-                             "xoshiro256++ lanes and a 1024-layer ziggurat (float64: one "
+                             "xoshiro256++ lanes and a 2048-layer ziggurat (float64: one "
                              "64-bit word per normal; float32: one 32-bit half).")
         .def(py::init<std::uint64_t, std::uint64_t, std::uint64_t>(), py::arg("seed"),
              py::arg("replica") = 0, py::arg("stream_id") = 0)

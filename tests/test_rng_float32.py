@@ -1,4 +1,4 @@
-"""Float32 normals of the engine's generator: two per 64-bit word (a 1024-layer ziggurat).
+"""Float32 normals of the engine's generator: two per 64-bit word (a 2048-layer ziggurat).
 
 The distribution checks shared with the float64 generator (moments, tails, KS,
 chi-square, independence) run on both in test_rng.py; here are the float32 ones. As
@@ -23,9 +23,9 @@ from scipy import stats
 from linvae import _core
 
 n = 2_000_000
-LAYERS, IDX_BITS = 1024, 10  # a word u: layer u & 1023, sign bit 10, abscissa u >> 11
-R = 4.0388498461095045  # start of the ziggurat's tail
-V = 1.22632464635309e-3  # area of each layer
+LAYERS, IDX_BITS = 2048, 11  # a word u: layer u & 2047, sign bit 11, abscissa u >> 12
+R = 4.2163704095118969  # start of the ziggurat's tail
+V = 6.1260651762404609e-4  # area of each layer
 MASK64 = (1 << 64) - 1
 
 
@@ -72,7 +72,7 @@ def _lane_words(seed: int, replica: int, stream_id: int, lane: int) -> Iterator[
 
 
 def _layer_edges() -> np.ndarray:
-    """x_1 < ... < x_1023 = R, by the recursion of the C++ tables (same libm calls)."""
+    """x_1 < ... < x_2047 = R, by the recursion of the C++ tables (same libm calls)."""
     x = [R]
     dn = R
     for _ in range(LAYERS - 2):

@@ -1,9 +1,9 @@
-// Float32 standard normals, two per 64-bit word: a 1024-layer ziggurat on 32-bit halves
-// (10-bit layer, 1 sign bit, 21-bit abscissa), so half the words of the float64 stream per
-// normal. 1024 layers instead of 256 cut the words that miss the layer's rectangle from
-// 1.5% to 0.4%: with eight normals per group a group needed the slow path 11% of the time,
-// and that branch (not the arithmetic) dominated the cost. The price is the abscissa grid
-// of layer i, with step x_i 2^-21 (relative 5e-7), far below anything a simulation sees.
+// Float32 standard normals, two per 64-bit word: the 2048-layer ziggurat of rng.hpp on
+// 32-bit halves (11-bit layer, 1 sign bit, 20-bit abscissa), so half the words of the
+// float64 stream per normal. A group of eight normals needs the slow path when any of its
+// words misses its layer's rectangle: 1.8% of groups (0.23% of words), against 3.4% with
+// 1024 layers, which made the fill ~10% faster. The price is the abscissa grid of layer
+// i, with step x_i 2^-20 (relative 1e-6), far below anything a simulation sees.
 //
 // Layout of a fill from the kLanes = 4 lanes of a NormalStream: group g (outputs 8g .. 8g+7)
 // takes one word from each lane; output 8g + 2l + h is the low (h = 0) or high (h = 1)
@@ -24,46 +24,28 @@
 
 namespace linvae {
 
-// The tables of Marsaglia & Tsang's recursion for 1024 layers (r and v solved for 1024
-// layers to 17 digits), scaled for a 21-bit abscissa.
+// The float64 tables (same layers, same r and v) rescaled to a 20-bit abscissa: the
+// scale by 2^32 is exact, and k >> 32 is the float64 threshold floor(ratio 2^52) taken
+// at 2^20. The wedge test uses the float64 table of the density.
 struct ZigguratTablesF {
-    static constexpr int kLayers = 1024;
-    static constexpr int kIdxBits = 10;
+    using Z64 = ZigguratTables;
+    static constexpr int kLayers = Z64::kLayers;
+    static constexpr int kIdxBits = Z64::kIdxBits;
     static constexpr std::uint32_t kIdxMask = kLayers - 1;
     static constexpr std::uint32_t kSignBit = 1u << kIdxBits;
-    static constexpr int kAbsShift = kIdxBits + 1;     // the abscissa is u >> 11
+    static constexpr int kAbsShift = kIdxBits + 1;     // the abscissa is u >> 12
     static constexpr std::uint32_t kSignedMask = 2 * kLayers - 1;  // layer and sign bit
-    static constexpr double r = 4.0388498461095045;   // start of the tail
-    static constexpr double v = 1.22632464635309e-3;  // area of each layer
-    // k and w are indexed by the word's low 11 bits, layer and sign: the second half
-    // repeats the first with w negated, so the fast path gets the sign with the scale
-    // (abscissa * -w is exactly the negated product, -0.0 included).
+    static constexpr double r = Z64::r;                // start of the tail
+    // k and w are indexed by the word's low 12 bits, layer and sign, as in Z64.
     std::array<std::uint32_t, 2 * kLayers> k{};  // acceptance thresholds on the abscissa
     std::array<float, 2 * kLayers> w{};          // signed abscissa scale (one rounding)
-    std::array<double, kLayers> fd{};            // density at the layer edges (wedge test)
+    const std::array<double, kLayers>& fd;       // density at the layer edges (wedge test)
 
-    ZigguratTablesF() {
-        const double m1 = 0x1.0p21;
-        double dn = r, tn = r;
-        const double q = v / std::exp(-0.5 * dn * dn);
-        std::array<double, kLayers> wd{};
-        k[0] = static_cast<std::uint32_t>((dn / q) * m1);
-        k[1] = 0;
-        wd[0] = q / m1;
-        wd[kLayers - 1] = dn / m1;
-        fd[0] = 1.0;
-        fd[kLayers - 1] = std::exp(-0.5 * dn * dn);
-        for (int i = kLayers - 2; i >= 1; --i) {
-            dn = std::sqrt(-2.0 * std::log(v / dn + std::exp(-0.5 * dn * dn)));
-            k[i + 1] = static_cast<std::uint32_t>((dn / tn) * m1);
-            tn = dn;
-            fd[i] = std::exp(-0.5 * dn * dn);
-            wd[i] = dn / m1;
-        }
-        for (int i = 0; i < kLayers; ++i) {
-            w[i] = static_cast<float>(wd[i]);
-            w[i + kLayers] = -w[i];
-            k[i + kLayers] = k[i];
+    ZigguratTablesF() : fd(Z64::get().f) {
+        const Z64& z = Z64::get();
+        for (int j = 0; j < 2 * kLayers; ++j) {
+            k[j] = static_cast<std::uint32_t>(z.k[j] >> 32);
+            w[j] = static_cast<float>(z.w[j] * 0x1.0p32);
         }
     }
 
@@ -74,7 +56,7 @@ struct ZigguratTablesF {
 };
 
 // Fast path of one 32-bit word, branch-free: the signed scale carries the sign. rabs <
-// 2^21, so int -> float is exact and x has a single rounding (the multiply). Returns
+// 2^20, so int -> float is exact and x has a single rounding (the multiply). Returns
 // false when the word falls outside the layer's rectangle.
 inline bool normal_fast_f32(std::uint32_t u, const ZigguratTablesF& z, float& out) {
     using Z = ZigguratTablesF;
@@ -122,7 +104,7 @@ inline void normals_group_f32(Xoshiro256pp* g, float* out, std::size_t r,
     unsigned rejected = 0;  // bit j: output j needs the slow path
     for (std::size_t j = 0; j < r; ++j)
         rejected |= static_cast<unsigned>(!normal_fast_f32(u[j], z, out[j])) << j;
-    // ~3% of full groups (0.4% of words): redo the rejected outputs in output order,
+    // ~2% of full groups (0.23% of words): redo the rejected outputs in output order,
     // visiting only the set bits (a branch per output would mispredict on each rejection).
     for (; rejected != 0; rejected &= rejected - 1) {
         const int j = __builtin_ctz(rejected);
@@ -165,10 +147,10 @@ LINVAE_AVX2 inline void normals8_avx2(Xoshiro256pp* lanes,
                                             32 - Z::kAbsShift);
         const __m256i rabs = _mm256_srli_epi32(bits, Z::kAbsShift);
         const __m256 w = _mm256_i32gather_ps(z.w.data(), j, 4);
-        const __m256i k = _mm256_i32gather_epi32(k_table, j, 4);  // k < 2^21: signed compare ok
+        const __m256i k = _mm256_i32gather_epi32(k_table, j, 4);  // k < 2^20: signed compare ok
         __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(rabs), w);
         const int ok = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, rabs)));
-        if (ok != 0xff) {  // ~3% of groups: redo the rejected outputs, in output order
+        if (ok != 0xff) {  // ~2% of groups: redo the rejected outputs, in output order
             alignas(32) std::uint32_t u[8];
             alignas(32) float xs[8];
             _mm256_store_si256(reinterpret_cast<__m256i*>(u), bits);
