@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "normal_f32.hpp"
 #include "rng.hpp"  // SIMD detection and <immintrin.h>
@@ -413,16 +414,23 @@ struct NoiseBufferOf {
 };
 using NoiseBuffer = NoiseBufferOf<double, 4>;
 
-// float64 normals of the block's stream, four at a time
-struct NoiseStream {
-    using value_type = double;
+// Normals of the block's stream: float64 four at a time, float32 eight at a time.
+template <class T>
+struct NoiseStreamOf {
+    using value_type = T;
     NormalStream* s;
     template <class Sink>
     void groups(std::size_t n, Sink&& sink) const {
-        NormalStream::normals4(s->lanes(), n, sink);
+        if constexpr (std::is_same_v<T, double>)
+            NormalStream::normals4(s->lanes(), n, sink);
+        else
+            normals8_scalar(s->lanes(), n, sink);
     }
-    void tail(std::size_t, std::size_t n, double* out) const { s->fill_tail(out, n); }
+    // fewer than a group: the normals a fill of n gives
+    void tail(std::size_t, std::size_t n, T* out) const { fill_normals(*s, out, n); }
 };
+using NoiseStream = NoiseStreamOf<double>;
+using NoiseStreamF = NoiseStreamOf<float>;
 
 // The block's last rows (fewer than a group, scalar rows) and its sums into ``out``.
 template <class Lanes, class Noise>
@@ -646,20 +654,8 @@ struct M1LanesF : LaneTotals<8, REC> {
 };
 
 // Float normals for the float32 pass, in groups of eight: from a buffer (Rademacher
-// signs, supplied samples) or straight from the block's stream.
+// signs, supplied samples) or straight from the block's stream (NoiseStreamF).
 using NoiseBufferF = NoiseBufferOf<float, 8>;
-
-struct NoiseStreamF {
-    using value_type = float;
-    NormalStream* s;
-    template <class Sink>
-    void groups(std::size_t n, Sink&& sink) const {
-        normals8_scalar(s->lanes(), n, sink);
-    }
-    void tail(std::size_t, std::size_t n, float* out) const {
-        if (n > 0) normals_group_f32(s->lanes(), out, n, ZigguratTablesF::get());
-    }
-};
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // Eight rows in AVX2 registers: M1LanesF::row, vectorised; the double sums of rows
