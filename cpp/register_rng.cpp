@@ -11,6 +11,28 @@
 namespace py = pybind11;
 using linvae::NormalStream;
 
+namespace {
+
+// The next normals of the stream in the array's dtype (float32: its own float normals).
+template <class T>
+void fill_array(NormalStream& s, py::array_t<T, py::array::c_style> out) {
+    if (out.ndim() != 1) throw py::value_error("out must be one-dimensional");
+    T* p = out.mutable_data();
+    const auto n = static_cast<std::size_t>(out.shape(0));
+    py::gil_scoped_release release;
+    linvae::fill_normals(s, p, n);
+}
+
+template <class T>
+py::array_t<T> new_normals(NormalStream& s, std::int64_t n) {
+    if (n < 0) throw py::value_error("n must be >= 0");
+    py::array_t<T> out(n);
+    linvae::fill_normals(s, out.mutable_data(), static_cast<std::size_t>(n));
+    return out;
+}
+
+}  // namespace
+
 void register_rng(py::module_& m) {
     py::class_<NormalStream>(m, "NormalStream",
                              "Standard normals of the stream (seed, replica, stream_id): "
@@ -20,42 +42,14 @@ void register_rng(py::module_& m) {
              py::arg("replica") = 0, py::arg("stream_id") = 0)
         // noconvert on both: a converted copy would be filled and thrown away, and a
         // float64 array must never reach the float32 overload (or the reverse).
-        .def("fill",
-             [](NormalStream& s, py::array_t<double, py::array::c_style> out) {
-                 if (out.ndim() != 1) throw py::value_error("out must be one-dimensional");
-                 double* p = out.mutable_data();
-                 const auto n = static_cast<std::size_t>(out.shape(0));
-                 py::gil_scoped_release release;
-                 s.fill(p, n);
-             },
-             py::arg("out").noconvert(), "Fill a contiguous float64 array in place.")
-        .def("fill",
-             [](NormalStream& s, py::array_t<float, py::array::c_style> out) {
-                 if (out.ndim() != 1) throw py::value_error("out must be one-dimensional");
-                 float* p = out.mutable_data();
-                 const auto n = static_cast<std::size_t>(out.shape(0));
-                 py::gil_scoped_release release;
-                 linvae::fill_normals(s, p, n);
-             },
-             py::arg("out").noconvert(),
+        .def("fill", &fill_array<double>, py::arg("out").noconvert(),
+             "Fill a contiguous float64 array in place.")
+        .def("fill", &fill_array<float>, py::arg("out").noconvert(),
              "Fill a contiguous float32 array in place (two normals per 64-bit word; "
              "not the float64 stream rounded).")
-        .def("normal",
-             [](NormalStream& s, std::int64_t n) {
-                 if (n < 0) throw py::value_error("n must be >= 0");
-                 py::array_t<double> out(n);
-                 s.fill(out.mutable_data(), static_cast<std::size_t>(n));
-                 return out;
-             },
-             py::arg("n"), "A new array of n standard normals.")
-        .def("normal32",
-             [](NormalStream& s, std::int64_t n) {
-                 if (n < 0) throw py::value_error("n must be >= 0");
-                 py::array_t<float> out(n);
-                 linvae::fill_normals(s, out.mutable_data(), static_cast<std::size_t>(n));
-                 return out;
-             },
-             py::arg("n"), "A new float32 array of n standard normals (as fill on float32).")
+        .def("normal", &new_normals<double>, py::arg("n"), "A new array of n standard normals.")
+        .def("normal32", &new_normals<float>, py::arg("n"),
+             "A new float32 array of n standard normals (as fill on float32).")
         .def("signs",
              [](NormalStream& s, std::int64_t n) {
                  if (n < 0) throw py::value_error("n must be >= 0");
