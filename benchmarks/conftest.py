@@ -30,6 +30,44 @@ def _memory_rows(config: pytest.Config) -> list[dict[str, Any]]:
             if b.extra_info.get("memory")]
 
 
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def _ode_summary(w: Any, config: pytest.Config) -> None:
+    """benchmarks/bench_ode.py: compiled vs pure-Python medians per unit, and their ratio."""
+    session = getattr(config, "_benchmarksession", None)
+    rows: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for bench in getattr(session, "benchmarks", []) or []:
+        info = bench.extra_info
+        if "ode" in info and bench.stats:
+            rows[(info["ode"], info["case"])][info["impl"]] = bench.stats.median / info["units"]
+    if not rows:
+        return
+    w("")
+    w(f"linvae ODE benchmarks: medians per unit (a call; a grid point), python / compiled, "
+      f"within this run; CPU: {_cpu()}")
+    w(f"{'what':<18} {'case':>8} {'compiled':>12} {'python':>12} {'ratio':>9}")
+    for (what, case), r in rows.items():
+        c, py = r.get("compiled"), r.get("python")
+
+        def t(x: float | None) -> str:
+            return "" if x is None else (f"{x * 1e3:.3f} ms" if x >= 1e-4 else
+                                         f"{x * 1e6:.2f} us")
+
+        ratio = f"{py / c:.1f}x" if c and py else ""
+        w(f"{what:<18} {case:>8} {t(c):>12} {t(py):>12} {ratio:>9}")
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     mem = _memory_rows(config)
     if mem:
@@ -42,6 +80,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             add, bud = r["added_per_replica"] / 2**20, r["budget_per_replica"] / 2**20
             w(f"{r['N']:>9} {r['M']:>2} {r['S']:>2} {r['dtype']:>8} {add:>10.1f} {bud:>11.1f} "
               f"{add / bud:>6.2f}")
+    _ode_summary(terminalreporter.write_line, config)
     ns = _medians(config)
     if not ns:
         return

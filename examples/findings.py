@@ -3,7 +3,7 @@
     python examples/findings.py [output-directory]      (default: ./findings-figures)
 
 Takes about a minute. Every number comes from linvae's fixed-point analysis and ODE
-integration (MODEL.md sections 5 and 6); nothing is simulated here.
+integration (docs/model.md#odes and docs/model.md#findings); nothing is simulated here.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ a SLURM job array runs (see ``sweep_job_array.sh``), with ``--shard env``.
     python examples/sweep_local.py --shard 0/4      # a quarter of the grid
     python examples/sweep_local.py --merge-only     # just read and summarise the results
 
-For rho = eta = 1 the collapsed state is stable for beta > rho + eta = 2 (MODEL.md
-section 6): at beta = 2.5 the overlap m decays to 0, below it SGD learns the teacher.
+For rho = eta = 1 the collapsed state is stable for beta > rho + eta = 2
+(docs/model.md#findings): at beta = 2.5 the overlap m decays to 0, below it SGD learns
+the teacher.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 from pathlib import Path
 
 import linvae
-from linvae.sweep import Grid, open_sweep, sweep
+from linvae.sweeps import Grid, open_sweep, sweep
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import logging
 from pathlib import Path
 
 import linvae
-from linvae.sweep import Grid, sweep
+from linvae.sweeps import Grid, sweep
 
 THREADS_PER_TASK = 4  # OpenMP threads of one simulation (over its replicas)
 PROCESSES_PER_JOB = 8  # dask worker processes per SLURM job (one task each at a time)

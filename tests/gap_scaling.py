@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from linvae.compare import Comparison, gap_statistics
+from linvae.comparison import Comparison, gap_statistics
 
 
 def check_gap_shrinks_like_sqrt_n(res: Comparison, variables: list[str],

@@ -11,7 +11,7 @@ import xarray as xr
 
 import linvae
 
-sim_module = importlib.import_module("linvae.simulate")
+sim_module = importlib.import_module("linvae.simulation")
 
 P = linvae.Params(M=2, M_star=1, rho=1.5, eta=1.0, beta=linvae.schedules.Tanh(0.8, 0.5),
                   lam=0.05, tau=0.5)
@@ -21,8 +21,10 @@ RUN: dict[str, Any] = {"N": 3000, "t_max": 3.0, "record_every": 0.1, "seeds": 3,
 
 def interrupt_at_checkpoint(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
     """Run in chunks of ~200 steps and raise Ctrl-C at the k-th checkpoint, as a user
-    pressing Ctrl-C between chunks would; the run then saves its state on the way out."""
+    pressing Ctrl-C between chunks would; the run then saves its state on the way out.
+    (The work rule sizes the weight engine's chunks, the step cap the Gram chain's.)"""
     monkeypatch.setattr(sim_module, "_CHUNK_WORK", RUN["N"] * 3 * 200)
+    monkeypatch.setattr(sim_module, "_CHUNK_STEPS", 200)
     real_save = linvae.io.save_checkpoint
     calls = {"n": 0}
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +47,7 @@ def test_help_of_every_command() -> None:
     for c in COMMANDS:
         assert c in top.stdout
     symbols = {"simulate": ("rho_k", "eta", "tau", "input dimension N"),
-               "ode": ("rho_k", "beta", "MODEL.md section 5"),
+               "ode": ("rho_k", "beta", "docs/model.md#odes"),
                "compare": ("-1/2", "input dimensions N", "--replicas"),
                "stability": ("rho_k + eta", "gamma*", "--beta"),
                "plot": ("eps_g", "mean +- sd", "--out"),
@@ -231,6 +233,14 @@ def test_compare_and_stability(tmp_path: Path) -> None:
     names = {p.name for p in (tmp_path / "cmp").iterdir()}
     assert {"compare.png", "compare.pdf", "compare_ode.nc", "compare_gaps.nc",
             "compare_sim_N200.nc", "compare_sim_N400.nc"} <= names
+    # the help names exactly the files compare writes
+    import re
+
+    described = " ".join(_subparsers()["compare"].format_help().split())
+    named = set(re.findall(r"[\w<>]+\.(?:nc|png|pdf)", described))
+    named |= {n.replace(".png", ".pdf") for n in named}
+    named = {n.replace("<N>", N) for n in named for N in ("200", "400")}
+    assert named == names, (named, names)
     gaps = linvae.io.load(tmp_path / "cmp" / "compare_gaps.nc")
     assert "exponent_rms" in gaps and gaps.attrs["run_replicas"] == 2
     out = cli_run("-q", "stability", "--beta", "0.5", "--tau", "0.1",
@@ -267,3 +277,111 @@ def test_sweep_shards_cover_the_grid_and_merge(tmp_path: Path) -> None:
 def test_sweep_bad_shard_is_one_line() -> None:
     r = cli_run("sweep", "--axis", "beta", "0.5", "--shard", "x")
     assert "--shard must be i/n" in one_line_error(r)
+
+
+def _subparsers() -> dict[str, Any]:
+    return cli.build_parser()._linvae_subparsers  # type: ignore[attr-defined, no-any-return]
+
+
+def test_integer_flags_accept_integral_floats() -> None:
+    parse = cli._int_flag("N", ge=1)
+    for text in ("10000", "1e4", "10_000", "10000.0", "1E4", " 10000 "):
+        value = parse(text)
+        assert value == 10_000 and type(value) is int, text
+    for text, rule in (("1.5", "N must be an integer, got float 1.5"),
+                       ("abc", "N must be an integer, got 'abc'"),
+                       ("nan", "N must be an integer"), ("inf", "N must be an integer"),
+                       ("True", "N must be an integer"), ("0", "N must be >= 1, got 0"),
+                       ("-2e3", "N must be >= 1, got -2000")):
+        with pytest.raises(argparse.ArgumentTypeError) as info:
+            parse(text)
+        assert str(info.value) == rule or str(info.value).startswith(rule), (text, info.value)
+    # the same rule and wording as the Python API
+    with pytest.raises(ValueError, match="seeds must be >= 1, got 0"):
+        linvae.simulate(linvae.Params(), N=100, t_max=0.1, seeds=0.0)
+    assert cli._int_flag("seed", ge=0)("0") == 0
+
+
+def test_every_integer_flag_uses_the_shared_parser() -> None:
+    # no flag parses integers with plain int (which refuses 1e4); each integer flag
+    # (an int default, or a list of them) goes through _int_flag
+    for name, sp in _subparsers().items():
+        for a in sp._actions:
+            assert a.type is not int, (name, a.option_strings)
+            default = a.default[0] if isinstance(a.default, list) and a.default else a.default
+            if isinstance(default, int) and not isinstance(default, bool):
+                assert getattr(a.type, "__name__", "") == "integer", (name, a.option_strings)
+
+
+def test_integral_floats_on_the_command_line(tmp_path: Path) -> None:
+    out = cli_run("-q", "simulate", "--N", "3e2", "--t-max", "0.2", "--seeds", "2.0",
+                  "--seed", "1_0", "--threads", "1e0", "--M", "1.0",
+                  "--out", str(tmp_path / "r.nc"))
+    assert out.returncode == 0, out.stderr
+    ds = linvae.io.load(tmp_path / "r.nc")
+    assert ds.attrs["N"] == 300 and ds.sizes["replica"] == 2 and ds.attrs["seed"] == 10
+    err = one_line_error(cli_run("simulate", "--N", "1.5"))
+    assert "argument --N: N must be an integer, got float 1.5" in err
+    err = one_line_error(cli_run("compare", "--Ns", "1e3", "-4000"))
+    assert "argument --Ns: Ns must be >= 1, got -4000" in err
+    err = one_line_error(cli_run("sweep", "--replicas", "two"))
+    assert "argument --replicas: replicas must be an integer, got 'two'" in err
+    # a config value goes through the same parser
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("N = 1.5\n")
+    err = one_line_error(cli_run("simulate", "--config", str(cfg)))
+    assert "N must be an integer, got float 1.5" in err
+
+
+def test_help_shows_each_default_once() -> None:
+    import re
+
+    for name, sp in _subparsers().items():
+        text = " ".join(sp.format_help().split())
+        assert "(default: None)" not in text, name
+        assert "(default: False)" not in text, name
+        assert not re.search(r"\(default[^()]*\) \(default", text), name
+        for a in sp._actions:
+            shown = sp._get_formatter()._get_help_string(a) or ""
+            assert shown.count("default:") <= 1, (name, a.option_strings, shown)
+            switch = a.nargs == 0  # --quick, --help: nothing to show
+            if (a.default is not None and a.default is not argparse.SUPPRESS and not switch
+                    and a.help and "default" not in a.help):
+                assert "%(default)s" in shown, (name, a.option_strings)  # still shown
+
+
+def test_help_describes_only_the_starts_a_command_takes() -> None:
+    subs = _subparsers()
+    for name in ("ode", "compare"):
+        text = " ".join(subs[name].format_help().split())
+        assert "'random' = W" not in text and "not 'random'" in text, name
+    assert "'random' = W, V i.i.d." in " ".join(subs["simulate"].format_help().split())
+
+
+def test_reproduce_help_states_the_time_the_readme_quotes() -> None:
+    """The help and the README's set-up section quote the same measured run times."""
+    import re
+
+    text = " ".join(_subparsers()["reproduce"].format_help().split())
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    full = re.search(r"About (\d+) s on 2 idle cores; --quick about (\d+) s", text)
+    assert full is not None, text
+    assert f"It took {full[1]} s on an idle two-core machine" in readme
+    assert f"`linvae reproduce --quick` took {full[2]} s" in readme
+    from linvae.reproduce import FAMILIES
+
+    for family in FAMILIES:
+        assert family in text, family
+
+
+def test_stability_with_fewer_latents_than_factors(tmp_path: Path) -> None:
+    out = cli_run("-q", "stability", "--M", "1", "--M-star", "2", "--rho", "2", "1",
+                  "--tau", "0.1", "--out", str(tmp_path / "st.json"))
+    assert out.returncode == 0, out.stderr
+    assert "in parentheses" in out.stdout and "bracket" not in out.stdout
+    assert "collapse of factor 0: beta_c = 3  (rho_k + eta = 3)" in out.stdout
+    assert "collapse of factor 1: none, no latent of its own (M = 1)" in out.stdout
+    import json
+
+    thr = json.loads((tmp_path / "st.json").read_text())["thresholds"]
+    assert abs(thr["collapse_0"]["value"] - 3.0) < 1e-6 and "collapse_1" not in thr

@@ -1,4 +1,4 @@
-"""Tests of the SGD-vs-ODE comparison (MODEL.md section 6, deterministic limit)."""
+"""Tests of the SGD-vs-ODE comparison (docs/model.md#findings, deterministic limit)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import xarray as xr
 from gap_scaling import check_gap_shrinks_like_sqrt_n
 
 from linvae import Params
-from linvae.compare import VARIABLES, Comparison, compare, fit_exponents, gap_statistics
+from linvae.comparison import VARIABLES, Comparison, compare, fit_exponents, gap_statistics
 from linvae.dataset import make_dataset
 from linvae.ode import integrate, overlap_state
 
@@ -28,10 +28,11 @@ def make_fake_simulate(exponent: float = -0.5, amplitude: float = 0.3,
     """
     calls = []
 
-    def fake(p, N, t_max, record_every, *, seeds, seed, init, threads, progress):
+    def fake(p, N, t_max, record_every, *, seeds, seed, init, threads, progress,
+             method="weights"):
         calls.append({"N": N, "t_max": t_max, "record_every": record_every,
                       "seeds": seeds, "seed": seed, "init": init, "threads": threads,
-                      "progress": progress})
+                      "progress": progress, "method": method})
         # the engine's grid: t = round(t N) / N
         t = np.unique(np.round(np.arange(0.0, t_max + 0.5 * record_every, record_every)
                                * N) / N)

@@ -29,7 +29,7 @@ CASES = [
 
 @pytest.mark.parametrize("p", CASES, ids=lambda p: f"M{p.M}Ms{p.M_star}")
 def test_steps_equal_numpy_reference(p: linvae.Params) -> None:
-    # Same weights, same data vectors: the engine's update is MODEL.md section 3 exactly.
+    # Same weights, same data vectors: the engine's update is docs/model.md#sgd exactly.
     N = 3000
     e = make_engine(p, N, seed=7)
     e.init_random(1)

@@ -1,4 +1,4 @@
-"""The three findings and disentanglement, as data and as figures (MODEL.md section 6)."""
+"""The three findings and disentanglement, as data and as figures (docs/model.md#findings)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import linvae
-from linvae.compare import gap_statistics
+from linvae.comparison import gap_statistics
 from linvae.ode import integrate, overlap_state
 
 P = linvae.Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)

@@ -1,4 +1,4 @@
-"""Tests of the limiting ODEs (MODEL.md sections 5, 6 and 8) and their integrator."""
+"""Tests of the limiting ODEs and their integrator (docs/model.md#odes to #pitfalls)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def random_state(p: Params, rng: np.random.Generator, rank_extra: int = 2) -> di
 
 
 def weights_from_state(state: dict, N: int, rng: np.random.Generator):
-    """[W*, W, V] with Gram matrix / N equal to the state's (MODEL.md section 7).
+    """[W*, W, V] with Gram matrix / N equal to the state's (docs/model.md#initial-states).
 
     Also returns the orthonormal frame F (N x K) spanning the columns and the symmetric
     root S of G, so that [W*, W, V] = sqrt(N) F S.
@@ -64,7 +64,7 @@ def weights_from_state(state: dict, N: int, rng: np.random.Generator):
 def increments(s: dict, a, b, sv, xx, p: Params, beta: float, N: int) -> dict:
     """N * (change of each order parameter) in one SGD step, vectorised over samples.
 
-    Exact closed forms from MODEL.md section 3 at fixed weights, in terms of the sample's
+    Exact closed forms from docs/model.md#sgd at fixed weights, in terms of the sample's
     projections a = W^T x/sqrt(N), b = V^T x/sqrt(N), sv = W*^T x/sqrt(N) (leading axis:
     sample) and xx = |x|^2 / N. Expanding W' = W + tau dW, V' = V + tau dV with
     dW = x b^T/sqrt(N) - W Bs/N, dV = -(x g^T/sqrt(N) + lam V/N) gives every term,
@@ -256,7 +256,8 @@ def test_integrate_dataset_layout_and_attrs():
     for k in ("eg", "rate", "distortion", "loss", "beta"):
         assert k in ds
     assert ds.attrs["kind"] == "ode"
-    assert ds.attrs["method"] == "LSODA"
+    assert ds.attrs["method"] == "auto"
+    assert ds.attrs["solver"] == "compiled"
     assert ds.attrs["rtol"] == 1e-8
     assert ds.attrs["atol"] == 1e-10
     assert ds.attrs["truncated"] == 0
@@ -319,7 +320,7 @@ def test_random_init_state_keeps_m_d_zero():
 
 
 # ---------------------------------------------------------------------------------------
-# MODEL.md section 6: fixed points
+# docs/model.md#findings: fixed points
 # ---------------------------------------------------------------------------------------
 def _final(ds):
     return {k: ds[k].isel(t=-1).values for k in OPS}
@@ -352,9 +353,9 @@ def test_single_latent_fixed_point_finite_tau_documented_numbers():
 
 
 def test_superfluous_latent_fixed_point_stays_physical():
-    """(M, M*) = (2, 1), rho = eta = 1, tau = 0.2, beta = 0.9 (MODEL.md sections 6, 8).
+    """(M, M*) = (2, 1), rho = eta = 1, tau = 0.2, beta = 0.9 (docs/model.md#findings, #pitfalls).
 
-    MODEL.md reports an integration that left the PSD cone near this fixed point. The
+    docs/model.md#pitfalls reports an integration that left the PSD cone near this fixed point. The
     cause is the antisymmetric part of Q and E when they are stored as full matrices
     (it is unstable there); with symmetric storage the fixed point is stable and the
     integration stays physical. Either way the integrator must not return garbage: it
@@ -377,13 +378,13 @@ def test_superfluous_latent_fixed_point_stays_physical():
 
 
 def test_full_matrix_storage_would_be_unstable_at_superfluous_fixed_point():
-    """Why the flat state stores triangles (and why MODEL.md section 8 saw a runaway).
+    """Why the flat state stores triangles (and why docs/model.md#pitfalls saw a runaway).
 
     On full (not necessarily symmetric) Q and E the same equations have an extra,
     antisymmetric, direction that is unstable at this fixed point (eigenvalue ~ +0.12),
     so rounding errors grow and leave the PSD cone; on symmetric states it is stable.
     """
-    from linvae.ode import _Consts, _rhs_core
+    from ode_oracle import Consts, rhs_core  # full matrices: only the NumPy oracle does that
 
     p = Params(M=2, M_star=1, rho=1.0, eta=1.0, beta=0.9, tau=0.2)
     f = _final(integrate(p, t_max=2000.0, record_every=100.0, rtol=1e-10, atol=1e-12))
@@ -393,7 +394,7 @@ def test_full_matrix_storage_would_be_unstable_at_superfluous_fixed_point():
     def full_rhs(y):
         parts = np.split(y, np.cumsum(sizes)[:-1])
         s = {k: v.reshape(shapes[k]) for k, v in zip(OPS, parts, strict=True)}
-        out = _rhs_core(s, 0.9, _Consts.of(p))
+        out = rhs_core(s, 0.9, Consts.of(p))
         return np.concatenate([out[k].ravel() for k in OPS])
 
     y = np.concatenate([f[k].ravel() for k in OPS])
@@ -406,23 +407,27 @@ def test_full_matrix_storage_would_be_unstable_at_superfluous_fixed_point():
 
 @pytest.fixture
 def leaky_rhs(monkeypatch):
-    """An RHS that drains Q_11 at a constant rate, so the state must leave the cone."""
+    """An RHS that drains Q_11 at a constant rate, so the state must leave the cone.
+
+    The compiled system's test hook adds a constant to the right-hand side; every solver
+    (compiled or SciPy's) then integrates the leaky equations."""
     import linvae.ode as ode_mod
 
-    core = ode_mod._rhs_core
+    def leaky(p):
+        lay = layout(p)
+        drift = np.zeros(lay.size)
+        drift[[lay.slices["Q"].start + lay._sym[i, i] for i in range(p.M)]] = -0.5
+        return ode_mod._new_system(p, drift=drift)
 
-    def leaky(s, beta, c):
-        out = core(s, beta, c)
-        out["Q"] = out["Q"] - 0.5 * np.eye(out["Q"].shape[-1])
-        return out
-
-    monkeypatch.setattr(ode_mod, "_rhs_core", leaky)
+    monkeypatch.setattr(ode_mod, "_system", leaky)
 
 
-def test_unphysical_state_raises(leaky_rhs):
+@pytest.mark.parametrize(("method", "solver"), [("RK45", "scipy"), ("RK45", "compiled"),
+                                                ("auto", None)])
+def test_unphysical_state_raises(leaky_rhs, method, solver):
     p = Params(M=1, M_star=1)
     with pytest.raises(UnphysicalStateError, match="positive semidefinite") as err:
-        integrate(p, t_max=20.0, record_every=0.1, method="RK45")
+        integrate(p, t_max=20.0, record_every=0.1, method=method, solver=solver)
     t_bad = err.value.t
     assert 0 < t_bad < 20
     part = err.value.partial
@@ -431,10 +436,12 @@ def test_unphysical_state_raises(leaky_rhs):
     assert min_gram_eigenvalue({k: part[k].values for k in OPS}).min() >= -1e-7
 
 
-def test_unphysical_state_truncates_with_warning(leaky_rhs):
+@pytest.mark.parametrize(("method", "solver"), [("LSODA", "scipy"), ("auto", None)])
+def test_unphysical_state_truncates_with_warning(leaky_rhs, method, solver):
     p = Params(M=1, M_star=1)
     with pytest.warns(UnphysicalStateWarning, match="left the physical region"):
-        ds = integrate(p, t_max=20.0, record_every=0.1, on_unphysical="truncate")
+        ds = integrate(p, t_max=20.0, record_every=0.1, on_unphysical="truncate",
+                       method=method, solver=solver)
     assert ds.attrs["truncated"] == 1
     assert ds["t"].values[-1] <= ds.attrs["t_unphysical"] < 20
     assert ds.attrs["min_gram_eigenvalue"] >= -1e-7

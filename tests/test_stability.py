@@ -1,4 +1,4 @@
-"""Fixed points, linear stability and thresholds (MODEL.md sections 5, 6 and 8)."""
+"""Fixed points, linear stability and thresholds (docs/model.md#odes, #findings and #pitfalls)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from linvae.stability import (
     step_size_limit,
 )
 
-DOC = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)  # MODEL.md section 6
+DOC = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)  # docs/model.md#findings
 SUPERFLUOUS = Params(M=2, M_star=1, rho=1.0, eta=1.0, beta=0.9, tau=0.2)
 TWO = Params(M=2, M_star=2, rho=[3.0, 1.0], eta=1.0, beta=1.0, tau=0.5)
 COLLAPSED = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=2.5, tau=0.5)
@@ -72,7 +72,7 @@ def test_collapse_threshold_lam_shift():
 
 
 def test_documented_eigenvalue_sign_change_and_step_size_limit():
-    """MODEL.md section 6: sign change between beta = 1.95 and 2.05 at tau = 0.05 and
+    """docs/model.md#findings: sign change between beta = 1.95 and 2.05 at tau = 0.05 and
     0.5; at tau = 1 unstable for every beta in [1.8, 2.2]."""
     for tau in (0.05, 0.5):
         p = Params(rho=1.0, eta=1.0, tau=tau)
@@ -105,8 +105,8 @@ def test_step_size_limit_brackets_documented_values():
 
 
 def test_noise_threshold_shifts_with_tau():
-    # MODEL.md: a superfluous latent collapses for beta > eta. That is the tau -> 0 limit;
-    # at finite tau the noise-fitting state survives slightly above eta:
+    # docs/model.md#findings: a superfluous latent collapses for beta > eta. That is the
+    # tau -> 0 limit; at finite tau the noise-fitting state survives slightly above eta:
     # beta_c = eta + tau eta^3 / (2 (1 + eta^2)) + O(tau^2).
     for eta in (1.0, 0.5):
         thr = noise_threshold(Params(rho=1.0, eta=eta, tau=0.01))
@@ -282,7 +282,7 @@ def test_documented_gamma_star():
 
 
 def test_documented_convergence_times():
-    """MODEL.md section 6: 61 (constant), 75 (gamma 0.05), 174 (0.02), 60 (0.1).
+    """docs/model.md#findings: 61 (constant), 75 (gamma 0.05), 174 (0.02), 60 (0.1).
 
     They are reproduced from overlap_state(p, 0.01), the default start, i.e. overlaps of
     order N^-1/2 at N = 10^4 like the authors' random start; larger overlaps converge
@@ -330,7 +330,7 @@ def test_sgd_stays_near_stable_fixed_point(p):
     """SGD at N = 4000 from a state 5 % away from the fixed point (towards
     overlap_state(p, 0.5); a convex mix of two Gram matrices is physical) stays within
     the initial offset plus 5 N^-1/2 (1 + |value|) of it, entry by entry, for t <= 5.
-    N^-1/2 = 0.016 is the size of the finite-N fluctuations (MODEL.md section 5)."""
+    N^-1/2 = 0.016 is the size of the finite-N fluctuations (docs/model.md#odes)."""
     N = 4000
     f = stable_fixed_point(p, integrate_starts=False)
     o = overlap_state(p, 0.5)

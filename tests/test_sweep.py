@@ -18,7 +18,7 @@ import xarray as xr
 
 import linvae
 from linvae.schedules import Tanh
-from linvae.sweep import (
+from linvae.sweeps import (
     Grid,
     open_sweep,
     point_key,
@@ -286,7 +286,7 @@ def test_sweep_argument_errors(tmp_path: Path) -> None:
 
 def test_custom_task_must_be_importable_for_the_local_pool(monkeypatch: pytest.MonkeyPatch,
                                                            tmp_path: Path) -> None:
-    mod = sys.modules["linvae.sweep"]
+    mod = sys.modules["linvae.sweeps"]
     monkeypatch.setattr(mod, "_TASKS", dict(mod._TASKS))  # registrations end with the test
     register_task("lam_ode", lambda params, *, t_max=1.0: linvae.integrate(params, t_max))
     with pytest.raises(ValueError, match=r"cannot send .* to its workers"):
@@ -300,7 +300,7 @@ def test_custom_task_must_be_importable_for_the_local_pool(monkeypatch: pytest.M
 
 def test_task_from_an_analysis_module_not_installed(monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
-    mod = sys.modules["linvae.sweep"]
+    mod = sys.modules["linvae.sweeps"]
     monkeypatch.setitem(mod._LAZY_TASKS, "fancy", "linvae._no_such_analysis")
     with pytest.raises(ValueError, match=r"task 'fancy' is provided by the analysis module "
                                          r"linvae\._no_such_analysis"):
@@ -317,7 +317,7 @@ def _results(out: Path) -> dict[str, tuple[int, int]]:
 def test_killed_sweep_resumes_without_recomputing(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     betas = [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6]
-    code = (f"import linvae\nfrom linvae.sweep import Grid, sweep\n"
+    code = (f"import linvae\nfrom linvae.sweeps import Grid, sweep\n"
             f"if __name__ == '__main__':\n"
             f"    sweep(linvae.Params(), Grid(beta={betas}), 'simulate', out={str(out)!r}, "
             f"executor='local', max_workers=2, N=2000, t_max=10.0, record_every=1.0, "
@@ -438,3 +438,20 @@ def test_stability_task_over_beta_finds_the_collapse(tmp_path):
     assert float(m.sel(beta=0.5)) > 0.5
     assert float(m.sel(beta=2.5)) < 1e-8
     np.testing.assert_allclose(ds.collapse_threshold.values, 2.0, atol=1e-6)
+
+
+def test_stability_task_thresholds_with_fewer_and_more_latents_than_factors(tmp_path):
+    # M < M* (factor 1 has no latent), M > M* (a superfluous latent) and M = M*: every
+    # point succeeds, and at lam = 0 factor k collapses at beta = rho_k + eta
+    p = linvae.Params(M=1, M_star=1, rho=1.0, eta=0.5, beta=0.5, tau=0.1)
+    grid = Grid.zip(M=[1, 2, 2], M_star=[2, 1, 2], rho=[[2.0, 1.0], [1.0], [2.0, 1.0]])
+    res = sweep(p, grid, task="stability", out=tmp_path, executor="serial", progress=False)
+    assert res.ok, res.failures
+    ds = open_sweep(tmp_path)
+    assert (ds.status.values == "ok").all()
+    thr = ds.collapse_threshold.transpose("point", "factor").values
+    expected = [[2.5, np.nan], [1.5, np.nan], [2.5, 1.5]]   # rho_k + eta; NaN: no latent
+    np.testing.assert_allclose(thr, expected, atol=1e-6)
+    # the factor without a latent is NaN in the result itself, not only padding
+    one = linvae.stability.stability_task(p.replace(M=1, M_star=2, rho=[2.0, 1.0]))
+    assert one.sizes["factor"] == 2 and np.isnan(one.collapse_threshold.values[1])

@@ -243,7 +243,7 @@ def test_simulate_rejects(fn: Callable[[], Any], exc: type[BaseException], match
 
 def test_memory_error_is_raised_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
     # If simulate got as far as building the engine, it allocated; it must not.
-    simmod = sys.modules["linvae.simulate"]  # the module; linvae.simulate is the function
+    simmod = sys.modules["linvae.simulation"]  # the module of linvae.simulate
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the engine was constructed before the memory check")
@@ -401,7 +401,7 @@ def test_stability_rejects(fn: Callable[[], Any], exc: type[BaseException], matc
 # ---------------------------------------------------------------------------------------
 def _sweep_module() -> Any:
     # the module, not linvae.sweep (the function of the same name)
-    return importlib.import_module("linvae.sweep")
+    return importlib.import_module("linvae.sweeps")
 
 
 def _sweep_cases() -> list[Any]:

@@ -1,4 +1,5 @@
-// One-pass SGD for the linear VAE (MODEL.md sections 1-4 and 7), S replicas at once.
+// One-pass SGD for the linear VAE (docs/model.md#data to #order-parameters, and
+// docs/model.md#initial-states), S replicas at once.
 //
 // Each replica owns its teacher W*, weights W, V, D, the last sample x and its random
 // streams; replicas are independent and run in parallel over OpenMP threads. Rows are
@@ -171,8 +172,9 @@ public:
         });
     }
 
-    // MODEL.md section 7: [W*, W, V] = sqrt(N) F S, with F an orthonormal N x K frame and S
-    // a square root of the Gram matrix G (S^T S = G, first M* columns orthonormal).
+    // docs/model.md#initial-states: [W*, W, V] = sqrt(N) F S, with F an orthonormal N x K
+    // frame and S a square root of the Gram matrix G (S^T S = G, first M* columns
+    // orthonormal).
     void init_prescribed(const Eigen::MatrixXd& S, const std::vector<double>& D0, int threads) {
         const int K = cfg_.Ms + 2 * cfg_.M;
         if (S.rows() != K || S.cols() != K || static_cast<int>(D0.size()) != cfg_.M)

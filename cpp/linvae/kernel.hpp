@@ -45,7 +45,7 @@ struct SumLayout {
     }
 };
 
-// Coefficients of the pending update of one row (MODEL.md section 3):
+// Coefficients of the pending update of one row (docs/model.md#sgd):
 //   W_i <- W_i (I - tau/N (b b^T + diag(D) + lam I)) + x_i tau b^T / sqrt(N)
 //        = W_i o wdiag - (W_i . b) u + x_i cW,
 //   V_i <- vscale V_i - x_i cV,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import findings, io, observables, ode, schedules, stability
-from .compare import Comparison, compare
+from . import errors, findings, io, observables, ode, schedules, stability
+from .comparison import Comparison, compare
 from .dataset import make_dataset, parse_state
+from .errors import IntegrationError, LinvaeError, OutputError, TooLargeError, UnphysicalStateError
 from .ode import integrate
 from .params import Params
-from .simulate import DivergenceWarning, SimulationInterrupted, simulate
+from .simulation import DivergenceWarning, SimulationInterrupted, SimulationTerminated, simulate
 from .stability import (
     FixedPoint,
     Threshold,
@@ -22,7 +23,7 @@ from .stability import (
     stable_fixed_point,
     step_size_limit,
 )
-from .sweep import Grid, SweepResult, open_sweep, register_task, shard_from_env, sweep
+from .sweeps import Grid, SweepResult, open_sweep, register_task, shard_from_env, sweep
 
 try:
     __version__ = version("linvae")
@@ -34,15 +35,22 @@ __all__ = [
     "DivergenceWarning",
     "FixedPoint",
     "Grid",
+    "IntegrationError",
+    "LinvaeError",
+    "OutputError",
     "Params",
     "SimulationInterrupted",
+    "SimulationTerminated",
     "SweepResult",
     "Threshold",
+    "TooLargeError",
+    "UnphysicalStateError",
     "__version__",
     "annealing_threshold",
     "collapse_threshold",
     "compare",
     "convergence_time",
+    "errors",
     "findings",
     "fixed_points",
     "integrate",

@@ -45,6 +45,23 @@ def check_int(name: str, value: Any, *, ge: int | None = None, le: int | None = 
     return n
 
 
+def parse_int(name: str, text: str, *, ge: int | None = None, le: int | None = None) -> int:
+    """An integer written as text (a command-line flag), checked as :func:`check_int`.
+
+    Accepts what Python reads as an int ("10000", "10_000") or as an integral float
+    ("1e4", "10000.0"), as :func:`check_int` accepts ``1e4``; "1.5" or "abc" is refused.
+    """
+    s = text.strip()
+    try:
+        value: Any = int(s)
+    except ValueError:
+        try:
+            value = float(s)
+        except ValueError:
+            raise TypeError(f"{name} must be an integer, got {text!r}") from None
+    return check_int(name, value, ge=ge, le=le)
+
+
 def check_array(name: str, value: Any, shape: tuple[int, ...], *,
                 gt: float | None = None, ge: float | None = None) -> NDArray[np.float64]:
     """Return ``value`` as a finite float64 array of ``shape`` (scalars broadcast if 1 entry)."""

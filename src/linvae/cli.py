@@ -4,8 +4,8 @@ Commands: ``simulate`` (one-pass SGD), ``ode`` (the limiting ODEs), ``compare`` 
 ODE at several N), ``stability`` (fixed points and thresholds), ``plot`` (figure of a
 result file), ``reproduce`` (every figure family of the paper) and ``info``.
 
-Every model parameter is a flag named by its MODEL.md symbol, and every flag can also be
-set in a TOML file given with ``--config`` (see :mod:`linvae.config`); a flag on the
+Every model parameter is a flag named by its symbol in docs/model.md, and every flag can
+also be set in a TOML file given with ``--config`` (see :mod:`linvae.config`); a flag on the
 command line wins over the file. User mistakes (a bad value, an unreadable config, an
 unwritable output) end with one line on stderr and exit code 2, never a traceback.
 """
@@ -13,22 +13,42 @@ unwritable output) end with one line on stderr and exit code 2, never a tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shlex
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 log = logging.getLogger("linvae")
 
+
+def _int_flag(name: str, *, ge: int | None = None, le: int | None = None
+              ) -> Callable[[str], int]:
+    """An argparse type for an integer flag: the rule and wording of the Python API
+    (:func:`linvae._validate.parse_int`), so "1e4", "10_000" and "10000.0" are 10000."""
+
+    def parse(text: str) -> int:
+        from ._validate import parse_int
+
+        try:
+            return parse_int(name, text, ge=ge, le=le)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = "integer"
+    return parse
+
+
 # (flag, type, default, help) of the model parameters, shared by every command
 MODEL_FLAGS: list[tuple[str, Callable[[str], Any], Any, str]] = [
-    ("M", int, 1, "number of latents M (>= 1); M > M* means superfluous latents"),
-    ("M_star", int, 1, "number of generative factors M* (>= 1)"),
+    ("M", _int_flag("M", ge=1), 1,
+     "number of latents M (>= 1); M > M* means superfluous latents"),
+    ("M_star", _int_flag("M_star", ge=1), 1, "number of generative factors M* (>= 1)"),
     ("rho", float, [1.0], "signal strength rho_k per factor (one value for all, or M* values)"),
     ("eta", float, 1.0, "background noise strength eta (> 0)"),
     ("beta", float, 0.5, "KL weight beta (>= 0); with --anneal, its limit beta_inf"),
@@ -45,11 +65,32 @@ class UsageError(ValueError):
     """A bad command line (one line, exit code 2)."""
 
 
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default once: not when the help text already says it
+    ("(default: all)"), and not for None or an on/off switch, where it says nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.nargs == 0
+                or action.default is argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block) and defaults shown in --help."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
@@ -58,7 +99,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model (MODEL.md symbols)")
+    group = parser.add_argument_group("model (the symbols of docs/model.md)")
     for name, typ, default, help_ in MODEL_FLAGS:
         flag = "--" + name.replace("_", "-")
         if name == "rho":
@@ -72,9 +113,10 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, metavar="TOML",
-                        help="read parameters from this TOML file ([model] for MODEL.md "
-                             "symbols, [run] or top level for run settings, [<command>] "
-                             "for this command only); flags given here win")
+                        help="read parameters from this TOML file ([model] for the "
+                             "symbols of docs/model.md, [run] or top level for run "
+                             "settings, [<command>] for this command only); flags "
+                             "given here win")
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress bars, only warnings and errors")
 
@@ -122,32 +164,19 @@ def _run_attrs(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, 
     return attrs
 
 
-def _check_out_file(path: Path) -> Path:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"output folder {str(folder)!r} does not exist")
-    import os
+def _check_out_file(path: Path, what: str = "output") -> Path:
+    """Refuse an unwritable output file before any work (one line, exit code 2)."""
+    from .io import check_output
 
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"output folder {str(folder)!r} is not writable")
-    return path
+    return check_output(path, what)
 
 
 def _check_out_dir(path: Path) -> Path:
-    import os
+    """Refuse an unusable output folder before any work; create it if missing."""
+    from .io import check_output_folder
 
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"output {str(path)!r} exists and is not a folder")
-    if not path.exists():
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            raise FileNotFoundError(f"output folder {str(parent)!r} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise PermissionError(f"cannot create output folder {str(path)!r}: "
-                                  f"{str(parent)!r} is not writable")
-        path.mkdir()
-    elif not os.access(path, os.W_OK):
-        raise PermissionError(f"output folder {str(path)!r} is not writable")
+    check_output_folder(path)
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -182,24 +211,113 @@ def _init_state(args: argparse.Namespace, p: Any, default: str) -> Any:
     return overlap_state(p, args.overlap)
 
 
+def _default_checkpoint(out: Path) -> Path:
+    """The checkpoint simulate writes beside ``out`` (run.nc: run.nc.ckpt, a name that
+    no other run's checkpoint has)."""
+    return out.with_name(out.name + ".ckpt")
+
+
+def _partial_path(out: Path) -> Path:
+    """Where an interrupted run's partial result goes (run.nc: run.partial.nc), so that a
+    file under the final name is always a complete result."""
+    return out.with_name(f"{out.stem}.partial{out.suffix or '.nc'}")
+
+
+def _resume_command(argv: Sequence[str], ckpt: Path) -> str:
+    """The command line that continues this run: the same flags, --resume CKPT."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--resume":
+            skip = True
+        elif not a.startswith("--resume="):
+            out.append(a)
+    return shlex.join(["linvae", *out, "--resume", str(ckpt)])
+
+
+class _DropStopNotice(logging.Filter):
+    """Drops the line simulate logs when a signal stops it: each command says it in its
+    own words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "linvae_stop_notice", False)
+
+
+def _stopped_outside_run(exc: KeyboardInterrupt, args: argparse.Namespace, ckpt: Path) -> int:
+    """Say what a signal that came outside simulate's run loop left behind."""
+    signum = int(getattr(exc, "signal", 2))
+    where = (f"the run is in {ckpt}; go on with: {_resume_command(args.argv, ckpt)}"
+             if ckpt.exists() else "nothing was computed yet")
+    print(f"linvae simulate: interrupted by {_signal_name(signum)}; {where}", file=sys.stderr)
+    return 128 + signum
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import simulate
+    from .io import save
+    from .simulation import DivergenceWarning, SimulationInterrupted, simulate
 
     p = _params(args)
     _check_out_file(args.out)
+    # always checkpoint (periodically, when stopped), so that no stop loses the work; a
+    # checkpoint the user did not name is removed once the result is written
+    own_ckpt = args.checkpoint is None
+    ckpt = _default_checkpoint(args.out) if own_ckpt else args.checkpoint
+    _check_out_file(ckpt, "checkpoint")
+    if own_ckpt and ckpt.exists() and (args.resume is None
+                                       or Path(args.resume).resolve() != ckpt.resolve()):
+        raise UsageError(f"{ckpt} holds the state of a stopped run, which this run would "
+                         f"overwrite: continue it with --resume {ckpt}, or delete it to "
+                         f"start over")
     init = _init_state(args, p, "random")
     log.info("simulating %r at N=%d for t <= %g with %d replicas", p, args.N, args.t_max,
              args.seeds)
     t0 = time.perf_counter()
-    ds = simulate(p, N=args.N, t_max=args.t_max, record_every=args.record_every,
-                  seeds=args.seeds, seed=args.seed, init=init, threads=args.threads,
-                  dtype=args.dtype, progress=not args.quiet, checkpoint=args.checkpoint,
-                  checkpoint_every=args.checkpoint_every, resume=args.resume,
-                  noise=args.noise)
-    return _save_result(ds, args, t0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DivergenceWarning)  # summarised below
+            ds = simulate(p, N=args.N, t_max=args.t_max, record_every=args.record_every,
+                          seeds=args.seeds, seed=args.seed, init=init, threads=args.threads,
+                          dtype=args.dtype, progress=not args.quiet, checkpoint=ckpt,
+                          checkpoint_every=args.checkpoint_every, resume=args.resume,
+                          noise=args.noise, method=args.method,
+                          stop_signals=["SIGTERM", *(f"SIG{s}" for s in args.stop_signal)])
+    except SimulationInterrupted as exc:
+        part = _partial_path(args.out)
+        if exc.partial is not None:
+            exc.partial.attrs.update(_run_attrs(args))
+            save(exc.partial, part)
+        print(f"linvae simulate: stopped by {_signal_name(exc.signal)} at t = {exc.t:.6g} of "
+              f"{args.t_max:g}; partial result in {part}, checkpoint in {ckpt}; resume "
+              f"with: {_resume_command(args.argv, ckpt)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:  # just before or after the run proper
+        return _stopped_outside_run(exc, args, ckpt)
+    try:
+        _save_result(ds, args, t0)
+        if own_ckpt:
+            ckpt.unlink(missing_ok=True)
+        _partial_path(args.out).unlink(missing_ok=True)  # superseded by the complete result
+    except KeyboardInterrupt as exc:
+        return _stopped_outside_run(exc, args, ckpt)
+    diverged = ds["diverged"].values
+    if diverged.any():
+        r = int(diverged.argmax())
+        what = (f"replica {r} at t = {float(ds['t_diverged'][r]):.4g}: "
+                f"{ds['divergence'].values[r]}")
+        if diverged.all():
+            print(f"linvae simulate: error: every replica diverged ({what}); the result is "
+                  f"in {args.out}, NaN after each divergence (a smaller --tau may be "
+                  f"stable)", file=sys.stderr)
+            return 1
+        print(f"linvae simulate: warning: {int(diverged.sum())} of {diverged.size} replicas "
+              f"diverged ({what}); their records after that are NaN", file=sys.stderr)
+    return 0
 
 
 def cmd_ode(args: argparse.Namespace) -> int:
+    from .errors import IntegrationError
     from .ode import integrate
 
     p = _params(args)
@@ -210,9 +328,22 @@ def cmd_ode(args: argparse.Namespace) -> int:
                          "moves); use --init overlap or --init-from FILE")
     log.info("integrating the ODEs for %r up to t = %g (%s)", p, args.t_max, args.method)
     t0 = time.perf_counter()
-    ds = integrate(p, t_max=args.t_max, init=init, record_every=args.record_every,
-                   method=args.method, rtol=args.rtol, atol=args.atol)
-    return _save_result(ds, args, t0)
+    try:
+        ds = integrate(p, t_max=args.t_max, init=init, record_every=args.record_every,
+                       method=args.method, rtol=args.rtol, atol=args.atol)
+    except IntegrationError as exc:
+        if exc.partial is None:
+            raise
+        from .io import save
+
+        part = _partial_path(args.out)
+        exc.partial.attrs.update(_run_attrs(args))
+        save(exc.partial, part)
+        raise IntegrationError(f"{exc} (the trajectory before it is in {part})", t=exc.t,
+                               partial=exc.partial) from None
+    _save_result(ds, args, t0)
+    _partial_path(args.out).unlink(missing_ok=True)  # superseded by the complete result
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -226,10 +357,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     log.info("comparing SGD at N = %s with the ODE for %r, t <= %g, %d replicas",
              args.Ns, p, args.t_max, args.replicas)
     t0 = time.perf_counter()
+    if len(args.method) not in (1, len(args.Ns)):
+        raise UsageError(f"--method takes one method for every N or one per N ({len(args.Ns)} "
+                         f"for --Ns {' '.join(map(str, args.Ns))}), got {len(args.method)}")
+    methods = args.method[0] if len(args.method) == 1 else dict(zip(args.Ns, args.method,
+                                                                    strict=True))
     cmp, files = run_compare(p, out, Ns=args.Ns, t_max=args.t_max, replicas=args.replicas,
                              record_every=args.record_every, seed=args.seed,
                              threads=args.threads, init=init, progress=not args.quiet,
-                             attrs=_run_attrs(args))
+                             attrs=_run_attrs(args), sim_method=methods)
     if not args.quiet:
         print(cmp)
     log.info("wrote %s (%.1f s)", ", ".join(str(f) for f in files), time.perf_counter() - t0)
@@ -252,10 +388,12 @@ def cmd_stability(args: argparse.Namespace) -> int:
         print("  " + fp.summary().replace("\n", "\n  "))
         result["fixed_points"].append({"summary": fp.summary(), "stable": bool(fp.stable),
                                        "eg": float(fp.eg), "max_real": float(fp.max_real)})
-    print("thresholds (numerical; MODEL.md prediction in brackets):")
+    print("thresholds (numerical; prediction of docs/model.md#findings in parentheses):")
     thr = result["thresholds"]
-    for k in range(min(p.M, p.M_star)):
-        t = stability.collapse_threshold(p, k)
+    for k, t in enumerate(stability.collapse_thresholds(p)):
+        if k >= p.M:
+            print(f"  collapse of factor {k}: none, no latent of its own (M = {p.M})")
+            continue
         print(f"  collapse of factor {k}: beta_c = {float(t):.6g}  (rho_k + eta = "
               f"{t.predicted:g})")
         thr[f"collapse_{k}"] = {"value": float(t), "predicted": float(t.predicted)}
@@ -347,12 +485,12 @@ def _shard(text: str | None) -> Any:
 
 
 # the settings each task takes from the sweep command line (grid axes win over them)
-SWEEP_SETTINGS = {"simulate": ("N", "t_max", "record_every", "seed"),
+SWEEP_SETTINGS = {"simulate": ("N", "t_max", "record_every", "seed", "method"),
                   "ode": ("t_max", "record_every"), "stability": ()}
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import Grid, open_sweep, sweep
+    from .sweeps import Grid, open_sweep, sweep
 
     if args.merge:
         ds = open_sweep(args.out)
@@ -386,10 +524,12 @@ COMMANDS = ("info", "simulate", "ode", "compare", "stability", "plot", "reproduc
 
 def _add_init_flags(group: argparse._ArgumentGroup, default: str, choices: Sequence[str]
                     ) -> None:
+    random = ("'random' = W, V i.i.d. N(0, 1), D = 1; " if "random" in choices else
+              "not 'random' (m = d = 0 is a fixed point of the ODEs); ")
     group.add_argument("--init", choices=list(choices), default=None,
-                       help=f"start at t = 0 (default {default}): 'random' = W, V i.i.d. "
-                            "N(0, 1), D = 1; 'overlap' = m = d = c I, Q = E = I, R = c^2 I, "
-                            "D = 1 (MODEL.md section 7) with c = --overlap")
+                       help=f"start at t = 0 (default: {default}): {random}"
+                            "'overlap' = m = d = c I, Q = E = I, R = c^2 I, "
+                            "D = 1 (docs/model.md#initial-states) with c = --overlap")
     group.add_argument("--overlap", type=float, default=0.5,
                        help="teacher overlap c of the 'overlap' start (|c| <= 1)")
     group.add_argument("--init-from", type=Path, default=None, metavar="FILE",
@@ -401,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="linvae", description="Learning dynamics of the linear VAE: one-pass SGD at "
-        "large N and its limiting ODEs. Symbols follow MODEL.md (N input dimension, M "
+        "large N and its limiting ODEs. Symbols follow docs/model.md (N input dimension, M "
         "latents, M* factors, rho signal, eta noise, beta KL weight, lam L2, tau learning "
         "rate, t = steps/N; order parameters m, d, Q, E, R, D and eps_g = eg).",
         epilog="Every flag can also be set in a TOML file given with --config (keys = flag "
@@ -425,30 +565,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     # simulate
     sim = add("simulate", "run one-pass SGD and write the order parameters",
-              "Run one-pass SGD (MODEL.md section 3) for several replicas and write m, d, "
+              "Run one-pass SGD (docs/model.md#sgd) for several replicas and write m, d, "
               "Q, E, R, D, eps_g (eg), rate, distortion and loss over time t = steps/N to "
               "netCDF, with every parameter in the file's attributes.")
     _add_common(sim)
     _add_model_flags(sim)
     run = sim.add_argument_group("run")
-    run.add_argument("--N", type=int, default=10_000, help="input dimension N")
+    run.add_argument("--N", type=_int_flag("N", ge=1), default=10_000,
+                     help="input dimension N")
     run.add_argument("--t-max", type=float, default=10.0, help="length of the run in t = steps/N")
     run.add_argument("--record-every", type=float, default=0.1, help="spacing of recorded times")
-    run.add_argument("--seeds", type=int, default=4, help="number of independent replicas")
-    run.add_argument("--seed", type=int, default=0, help="base seed")
-    run.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
+    run.add_argument("--seeds", type=_int_flag("seeds", ge=1), default=4,
+                     help="number of independent replicas")
+    run.add_argument("--seed", type=_int_flag("seed", ge=0), default=0, help="base seed")
+    run.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,
+                     help="OpenMP threads (default: all)")
     run.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                      help="precision of the weights")
     run.add_argument("--noise", choices=["gaussian", "rademacher"], default="gaussian",
-                     help="distribution of the background noise n (MODEL.md section 1); "
+                     help="distribution of the background noise n (docs/model.md#data); "
                           "rademacher has the same first two moments and ODE limit")
+    run.add_argument("--method", choices=["weights", "gram"], default="weights",
+                     help="weights: SGD on the N-vectors (cost ~ N per step); gram: the "
+                          "Gram chain, the exact finite-N law of the order parameters at a "
+                          "cost independent of N (Gaussian noise, float64, N >= M* + 2M; "
+                          "docs/model.md#gram-chain)")
     _add_init_flags(run, "random", ["random", "overlap"])
     run.add_argument("--checkpoint", type=Path, default=None,
-                     help="save the run state to this file periodically and on Ctrl-C")
+                     help="save the run state to this file periodically, on Ctrl-C or "
+                          "SIGTERM, and at the end, and keep it (default: OUT.ckpt, removed "
+                          "once the result is written)")
     run.add_argument("--checkpoint-every", type=float, default=600.0,
                      help="seconds of wall time between checkpoints")
     run.add_argument("--resume", type=Path, default=None,
                      help="continue the run saved in this checkpoint")
+    run.add_argument("--stop-signal", action="append", default=[],
+                     choices=["USR1", "USR2", "HUP", "XCPU"],
+                     help="also stop like Ctrl-C (checkpoint, partial result, exit 128 + "
+                          "signal number) on this signal, e.g. USR1 for sbatch "
+                          "--signal=B:USR1@120; SIGINT and SIGTERM always do (repeatable; "
+                          "default: none)")
     run.add_argument("--out", type=Path, default=Path("linvae-simulate.nc"),
                      help="output netCDF file (written atomically)")
     sim.set_defaults(func=cmd_simulate)
@@ -457,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .ode import METHODS
 
     ode = add("ode", "integrate the limiting ODEs and write the trajectory",
-              "Integrate the N -> infinity ODEs (MODEL.md section 5) and write m, d, Q, E, "
+              "Integrate the N -> infinity ODEs (docs/model.md#odes) and write m, d, Q, E, "
               "R, D, eps_g (eg), rate, distortion and loss over t to netCDF. The start is "
               "a prescribed overlap state (m = d = 0 is a fixed point) or a result file's "
               "t = 0 state.")
@@ -466,8 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = ode.add_argument_group("run")
     run.add_argument("--t-max", type=float, default=20.0, help="final time t")
     run.add_argument("--record-every", type=float, default=0.1, help="spacing of recorded times")
-    run.add_argument("--method", choices=list(METHODS), default="LSODA",
-                     help="scipy solver (LSODA switches to a stiff method when needed)")
+    run.add_argument("--method", choices=list(METHODS), default="auto",
+                     help="ODE solver: auto (compiled RK45, switching to compiled Radau "
+                          "while stiff), RK45 or Radau (compiled), or a SciPy method")
     run.add_argument("--rtol", type=float, default=1e-8, help="relative tolerance")
     run.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance")
     _add_init_flags(run, "overlap", ["overlap"])
@@ -479,17 +636,26 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = add("compare", "SGD at several N against the ODE; gap vs N",
               "Run SGD at several N and the ODE from the same prescribed start; measure "
               "the SGD-ODE gap per order parameter and its exponent in N (theory: -1/2). "
-              "Writes ode.nc, sim_N<N>.nc, gaps.nc and compare.png/.pdf into --out.")
+              "Writes compare_ode.nc, compare_sim_N<N>.nc (one per N), compare_gaps.nc "
+              "and compare.png/.pdf into --out.")
     _add_common(cmp)
     _add_model_flags(cmp)
     run = cmp.add_argument_group("run")
-    run.add_argument("--Ns", type=int, nargs="+", default=[1000, 4000, 16000],
+    run.add_argument("--Ns", type=_int_flag("Ns", ge=1), nargs="+",
+                     default=[1000, 4000, 16000],
                      help="input dimensions N (at least two)")
     run.add_argument("--t-max", type=float, default=20.0, help="length in t = steps/N")
-    run.add_argument("--replicas", type=int, default=8, help="SGD replicas per N")
+    run.add_argument("--replicas", type=_int_flag("replicas", ge=1), default=8,
+                     help="SGD replicas per N")
     run.add_argument("--record-every", type=float, default=0.1, help="spacing of recorded times")
-    run.add_argument("--seed", type=int, default=0, help="base seed (N number i uses seed + i)")
-    run.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
+    run.add_argument("--seed", type=_int_flag("seed", ge=0), default=0,
+                     help="base seed (N number i uses seed + i)")
+    run.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,
+                     help="OpenMP threads (default: all)")
+    run.add_argument("--method", choices=["weights", "gram"], nargs="+", default=["weights"],
+                     help="how SGD is simulated (as for simulate): one method for every N, "
+                          "or one per N in the order of --Ns, e.g. --Ns 1000 10000 1000000 "
+                          "--method weights weights gram")
     _add_init_flags(run, "overlap", ["overlap"])
     run.add_argument("--out", type=Path, default=Path("linvae-compare"),
                      help="output folder (created if missing)")
@@ -521,7 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--variables", nargs="+", default=None,
                     help="variables to draw (default: m d Q E R D eg)")
     pl.add_argument("--title", default=None, help="figure title (default: the parameters)")
-    pl.add_argument("--dpi", type=int, default=150, help="resolution of PNG output")
+    pl.add_argument("--dpi", type=_int_flag("dpi", ge=1), default=150,
+                    help="resolution of PNG output")
     pl.set_defaults(func=cmd_plot)
 
     # reproduce
@@ -531,16 +698,18 @@ def build_parser() -> argparse.ArgumentParser:
              "exponents next to the theory, run times): 1 sgd_vs_ode (SGD vs ODE at three N "
              "and gap vs N), 2 collapse (steady state vs beta, threshold rho + eta), 3 "
              "superfluous ((M, M*) = (2, 1), beta below/above eta), 4 annealing "
-             "(convergence time vs gamma, gamma*), 5 disentanglement (m over t, M = M* = 2). "
-             "About 10 minutes on 2 cores; --quick under 2 minutes.")
+             "(convergence time vs gamma, gamma*), 5 disentanglement (m over t, M = M* = 2), "
+             "6 optimal_beta (steady-state eps_g vs beta for several rho, minimum at "
+             "beta = eta). About 2 minutes on 2 idle cores; --quick about 15 s.")
     _add_common(rp)
     rp.add_argument("--out", type=Path, default=Path("linvae-reproduce"),
                     help="output folder (created if missing)")
     rp.add_argument("--quick", action="store_true",
-                    help="smaller N, fewer replicas and grid points (< 2 minutes)")
+                    help="smaller N, fewer replicas and grid points (about 10 s)")
     rp.add_argument("--only", nargs="+", choices=list(FAMILIES), default=None,
                     help="run only these figure families")
-    rp.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
+    rp.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,
+                     help="OpenMP threads (default: all)")
     rp.set_defaults(func=cmd_reproduce)
 
     # sweep
@@ -563,17 +732,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what to run at each point")
     run.add_argument("--out", type=Path, default=Path("linvae-sweep"),
                      help="output folder of the sweep")
-    run.add_argument("--N", type=int, default=10_000, help="input dimension N (simulate)")
+    run.add_argument("--N", type=_int_flag("N", ge=1), default=10_000,
+                     help="input dimension N (simulate)")
     run.add_argument("--t-max", type=float, default=20.0, help="length in t = steps/N")
     run.add_argument("--record-every", type=float, default=0.5, help="spacing of records")
-    run.add_argument("--replicas", type=int, default=4,
+    run.add_argument("--replicas", type=_int_flag("replicas", ge=1), default=4,
                      help="independent replicas per point (simulate)")
-    run.add_argument("--seed", type=int, default=0, help="base seed (simulate)")
+    run.add_argument("--seed", type=_int_flag("seed", ge=0), default=0,
+                     help="base seed (simulate)")
+    run.add_argument("--method", choices=["weights", "gram"], default="weights",
+                     help="weights or the Gram chain (simulate; docs/model.md#gram-chain)")
     run.add_argument("--executor", choices=["local", "serial", "dask"], default="local",
                      help="local processes, in-process, or the current dask Client")
-    run.add_argument("--workers", type=int, default=None,
+    run.add_argument("--workers", type=_int_flag("max_workers", ge=1), default=None,
                      help="worker processes (default: CPUs // threads per task)")
-    run.add_argument("--threads-per-task", type=int, default=1,
+    run.add_argument("--threads-per-task", type=_int_flag("threads_per_task", ge=1),
+                     default=1,
                      help="OpenMP threads of each task (workers x threads <= cores)")
     run.add_argument("--shard", default=None, metavar="i/n",
                      help="run only the points of shard i of n, or 'env' for a SLURM array")
@@ -604,32 +778,105 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str],
     return args
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside a simulation's run loop: unwinds like Ctrl-C, so that temporary
+    files are removed and the exit status is the conventional 143."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {_signal_name(signum)}")
+        self.signal = signum
+
+
+@contextlib.contextmanager
+def _sigterm_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM ends any command as Ctrl-C does (simulate's run loop takes it over while
+    it runs, to write its checkpoint); the previous handler is restored afterwards."""
+    import signal
+    import threading
+
+    old = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or old in (
+            signal.SIG_IGN, None):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _one_line_warnings(command: str) -> Callable[..., None]:
+    """A warnings.showwarning that prints the message alone, without file, line and
+    source, on one line."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        print(f"{command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status.
+
+    0 success; 1 the computation failed (the ODE integration failed, every replica
+    diverged, a figure family or sweep point failed, or an internal error); 2 a user
+    mistake (bad value, unreadable config, unwritable output, a size refused up front);
+    128 + signal number when stopped by a signal (130 Ctrl-C, 143 SIGTERM).
+    """
+    import os
+
     from .config import ConfigError
+    from .errors import IntegrationError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     command = "linvae"
+    lib_log, drop = logging.getLogger("linvae.simulation"), _DropStopNotice()
+    lib_log.addFilter(drop)
     try:
-        first = parser.parse_args(argv)
-        command = f"linvae {first.command}"
-        args = _parse(parser, argv, first)
-        args.argv = argv
-        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                            format="linvae: %(message)s")
-        if args.quiet:
-            warnings.filterwarnings("ignore", category=UserWarning, module="tqdm")
-        return int(args.func(args))
+        with warnings.catch_warnings(), _sigterm_like_ctrl_c():
+            first = parser.parse_args(argv)
+            command = f"linvae {first.command}"
+            warnings.showwarning = _one_line_warnings(command)
+            args = _parse(parser, argv, first)
+            args.argv = argv
+            logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                                format="linvae: %(message)s")
+            if args.quiet:
+                warnings.filterwarnings("ignore", category=UserWarning, module="tqdm")
+            return int(args.func(args))
     except ConfigError as exc:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
+    except IntegrationError as exc:
+        print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError, MemoryError, RuntimeError) as exc:
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{command}: error: {msg}", file=sys.stderr)
+        print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signal", 2))
+        print(f"{command}: interrupted by {_signal_name(signum)}", file=sys.stderr)
+        return 128 + signum
+    except Exception as exc:
+        if os.environ.get("LINVAE_DEBUG"):
+            raise
+        print(f"{command}: internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in "
+              f"linvae: please report it with this command line; LINVAE_DEBUG=1 shows the "
+              f"traceback)", file=sys.stderr)
+        return 1
+    finally:
+        lib_log.removeFilter(drop)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,8 @@
 
 A config file sets any command-line parameter; a flag given on the command line wins over
 the file. Keys are the flag names with underscores (``--t-max`` -> ``t_max``,
-``--M-star`` -> ``M_star``). Model parameters (MODEL.md symbols) go under ``[model]``, run
-settings at the top level or under ``[run]``; a section named after a command
+``--M-star`` -> ``M_star``). Model parameters (the symbols of docs/model.md) go under
+``[model]``, run settings at the top level or under ``[run]``; a section named after a command
 (``[simulate]``, ``[ode]``, ``[compare]``, ...) applies to that command only::
 
     [model]

@@ -2,7 +2,7 @@
 
 Simulation and ODE results share one layout: dims ``replica`` (simulation only), ``t``,
 ``latent`` (M), ``latent2`` (M) and ``factor`` (M*); variables m, d, Q, E, R, D and the
-derived eg, rate, distortion, loss; attributes with every parameter.
+derived eg, rate, distortion, loss (and eg_authors); attributes with every parameter.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ _LONG_NAMES = {
     "R": "decoder-encoder overlap R = W^T V/N",
     "D": "encoder variances D",
     "eg": "generalisation error eps_g",
+    "eg_authors": "eps_g in the authors' convention (rho = 1, m summed; comparison only)",
     "rate": "rate (KL per sample)",
     "distortion": "distortion",
     "loss": "loss = distortion + beta rate + L2",

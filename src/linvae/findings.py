@@ -1,8 +1,9 @@
 """The paper's three findings, and disentanglement, as data and as figures.
 
-Each finding has a function that computes it from the ODEs (MODEL.md sections 5 and 6)
-and returns an :class:`xarray.Dataset`, and a separate ``plot_*`` function that draws
-that dataset on a matplotlib Figure (no pyplot state; see :mod:`linvae.plot`):
+Each finding has a function that computes it from the ODEs (docs/model.md#odes and
+docs/model.md#findings) and returns an :class:`xarray.Dataset`, and a separate ``plot_*``
+function that draws that dataset on a matplotlib Figure (no pyplot state; see
+:mod:`linvae.plot`):
 
 1. posterior collapse: :func:`collapse_sweep` (steady state vs beta, thresholds marked;
    several factors with distinct rho_k give a cascade), :func:`phase_diagram`
@@ -29,13 +30,14 @@ from scipy.optimize import linear_sum_assignment
 
 from . import observables, schedules
 from ._validate import check_int, check_real
-from .ode import integrate, overlap_state
+from .ode import integrate, overlap_state, steady_state_grid
 from .params import Params
 from .plot import STYLE, apply_style, figure
 from .stability import (
     FixedPoint,
     annealing_threshold,
     collapse_threshold,
+    collapse_thresholds,
     convergence_time,
     fixed_points,
 )
@@ -54,10 +56,12 @@ __all__ = [
     "generic_state",
     "latent_rates",
     "make_schedule",
+    "optimal_beta",
     "phase_diagram",
     "plot_annealing",
     "plot_collapse",
     "plot_disentanglement",
+    "plot_optimal_beta",
     "plot_superfluous",
     "superfluous",
     "superfluous_vs_M",
@@ -163,15 +167,14 @@ def collapse_sweep(p: Params, betas: ArrayLike | None = None) -> xr.Dataset:
     b = _grid("betas", betas, gt=0.0)
     fps = _stable_along([p.replace(beta=float(x)) for x in b])
     data = _fixed_point_vars(fps, p, "beta")
-    nk = min(p.M, p.M_star)
-    thr = [float(collapse_threshold(p, k)) if k < nk else math.nan for k in range(p.M_star)]
+    thr = [float(t) for t in collapse_thresholds(p)]
     data["threshold"] = (("factor",), np.array(thr))
     data["predicted"] = (("factor",), np.array(p.rho) + p.eta)
     ds = xr.Dataset(data, coords={"beta": b, "latent": np.arange(p.M),
                                   "latent2": np.arange(p.M), "factor": np.arange(p.M_star)},
                     attrs={**p.to_attrs(), "finding": "collapse"})
     ds["threshold"].attrs["long_name"] = "numerical collapse threshold in beta"
-    ds["predicted"].attrs["long_name"] = "rho_k + eta (MODEL.md, lam = 0)"
+    ds["predicted"].attrs["long_name"] = "rho_k + eta (docs/model.md#findings, lam = 0)"
     return ds
 
 
@@ -181,27 +184,22 @@ def phase_diagram(p: Params, betas: ArrayLike | None = None,
 
     Returns rate, eg, learned (1 if the stable fixed point has the latent learned, 0 if
     collapsed or noise-fitting, -1 if none is stable) over (rho, beta), and the
-    numerical collapse ``threshold`` and ``predicted`` rho + eta over rho.
+    numerical collapse ``threshold`` and ``predicted`` rho + eta over rho. The stable
+    fixed points of all points come from one compiled, parallel call
+    (:func:`linvae.ode.steady_state_grid`), hence the fine default grid (100 x 61).
     """
     p = _check_params(p).replace(M=1, M_star=1, rho=1.0)
     if betas is None:
-        betas = np.linspace(0.05, 4.0, 40)
+        betas = np.linspace(0.05, 4.0, 100)
     if rhos is None:
-        rhos = np.linspace(0.0, 3.0, 31)
+        rhos = np.linspace(0.0, 3.0, 61)
     b = _grid("betas", betas, gt=0.0)
     r = _grid("rhos", rhos, ge=0.0)
-    rate = np.full((r.size, b.size), np.nan)
-    eg = np.full_like(rate, np.nan)
-    learned = np.full(rate.shape, -1, dtype=np.int64)
-    thr = np.full(r.size, np.nan)
-    for i, rho in enumerate(r):
-        pr = p.replace(rho=float(rho))
-        fps = _stable_along([pr.replace(beta=float(x)) for x in b])
-        for j, f in enumerate(fps):
-            if f is not None:
-                rate[i, j], eg[i, j] = f.rate, f.eg
-                learned[i, j] = int(f.kinds[0] == "learned")
-        thr[i] = float(collapse_threshold(pr, 0))
+    steady = steady_state_grid(p, {"rho": r, "beta": b})
+    rate, eg = steady["rate"].values, steady["eg"].values
+    learned = np.where(steady["stable"].values, steady["n_learned"].values > 0, -1)
+    learned = learned.astype(np.int64)
+    thr = np.array([float(collapse_threshold(p.replace(rho=float(rho)), 0)) for rho in r])
     ds = xr.Dataset({"rate": (("rho", "beta"), rate), "eg": (("rho", "beta"), eg),
                      "learned": (("rho", "beta"), learned),
                      "threshold": (("rho",), thr), "predicted": (("rho",), r + p.eta)},
@@ -209,6 +207,79 @@ def phase_diagram(p: Params, betas: ArrayLike | None = None,
                     attrs={**{k: v for k, v in p.to_attrs().items() if k != "rho"},
                            "finding": "phase_diagram"})
     return ds
+
+
+def optimal_beta(p: Params, rhos: ArrayLike = (0.5, 1.0, 2.0),
+                 betas: ArrayLike | None = None, *, xtol: float = 1e-5) -> xr.Dataset:
+    """The beta that minimises the steady-state eps_g, for several signal strengths rho.
+
+    For M = M* = 1 (imposed), at small tau, the stable fixed point has Q = rho + eta - beta
+    and m = sqrt(Q), so the learned decoder equals the true one, and eps_g = 0, at
+    beta = eta whatever rho. This finds the minimum numerically: the stable fixed point's
+    eps_g on the ``betas`` grid, then a bounded scalar minimisation (to ``xtol`` in beta)
+    around the best grid point, continued from its fixed point.
+
+    Returns eg over (rho, beta), and over rho the numerical minimiser ``beta_opt``, the
+    minimum ``eg_min`` and the ``predicted`` optimum eta.
+    """
+    from scipy.optimize import minimize_scalar
+
+    p = _check_params(p).replace(M=1, M_star=1, rho=1.0)
+    if betas is None:
+        betas = np.linspace(0.05, 2.0 * p.eta + 0.5, 41)
+    r = _grid("rhos", rhos, gt=0.0)
+    b = _grid("betas", betas, gt=0.0)
+    if xtol <= 0:
+        raise ValueError(f"xtol must be > 0, got {xtol!r}")
+    eg = np.full((r.size, b.size), np.nan)
+    opt, eg_min = np.full(r.size, np.nan), np.full(r.size, np.nan)
+    for i, rho in enumerate(r):
+        pr = p.replace(rho=float(rho))
+        fps = _stable_along([pr.replace(beta=float(x)) for x in b])
+        eg[i] = [f.eg if f is not None else np.nan for f in fps]
+        if np.all(np.isnan(eg[i])):
+            continue
+        j = int(np.nanargmin(eg[i]))
+        lo, hi = b[max(j - 1, 0)], b[min(j + 1, b.size - 1)]
+        start = fps[j]
+        assert start is not None  # eg[i, j] is finite
+
+        def eg_at(beta: float, pr: Params = pr, start: FixedPoint = start) -> float:
+            fps = fixed_points(pr.replace(beta=float(beta)), [start.state], n_random=0,
+                               integrate_starts=False)
+            stable = [f.eg for f in fps if f.stable]
+            return stable[0] if stable else math.inf
+
+        res = minimize_scalar(eg_at, bounds=(lo, hi), method="bounded",
+                              options={"xatol": xtol})
+        opt[i], eg_min[i] = float(res.x), float(res.fun)
+    return xr.Dataset({"eg": (("rho", "beta"), eg), "beta_opt": (("rho",), opt),
+                       "eg_min": (("rho",), eg_min),
+                       "predicted": (("rho",), np.full(r.size, p.eta))},
+                      coords={"rho": r, "beta": b},
+                      attrs={**{k: v for k, v in p.to_attrs().items() if k not in ("rho", "beta")},
+                             "finding": "optimal_beta"})
+
+
+def plot_optimal_beta(ds: xr.Dataset, fig: Figure | None = None) -> Figure:
+    """Steady-state eps_g vs beta, one curve per rho, the numerical minimum of each
+    (circle) and the predicted optimum beta = eta (dotted)."""
+    if fig is None:
+        fig = figure(ncols=1, width=4.6)
+    ax = fig.axes[0] if fig.axes else apply_style(fig.add_subplot(1, 1, 1))
+    lw, fs = STYLE["linewidth"], STYLE["fontsize"]
+    b = ds["beta"].values
+    for c, rho in zip(_colors(ds.sizes["rho"]), ds["rho"].values, strict=True):
+        sel = ds.sel(rho=rho)
+        ax.plot(b, sel["eg"].values, color=c, lw=lw, label=f"ρ = {rho:g}")
+        ax.plot(float(sel["beta_opt"]), float(sel["eg_min"]), "o", color=c, ms=5,
+                label=f"minimum at β = {float(sel['beta_opt']):.4f}")
+    _vline(ax, float(ds["predicted"].values[0]), f"η = {float(ds['predicted'].values[0]):g}")
+    ax.set_xlabel("β")
+    ax.set_ylabel("steady-state ε_g")
+    ax.set_title("the optimal β is η for every ρ", fontsize=fs + 1)
+    ax.legend(fontsize=fs - 1, frameon=False)
+    return fig
 
 
 def _vline(ax: Axes, x: float, label: str | None, color: Any = "k") -> None:
@@ -321,7 +392,7 @@ def superfluous(p: Params | None = None, betas: ArrayLike | None = None,
     Parameters
     ----------
     p : Params, optional
-        Default (M, M*) = (2, 1), rho = eta = 1, tau = 0.2 (MODEL.md section 6). M must
+        Default (M, M*) = (2, 1), rho = eta = 1, tau = 0.2 (docs/model.md#findings). M must
         exceed M*.
     betas : array, optional
         Default (0.5 eta, 1.5 eta).
@@ -514,7 +585,7 @@ def annealing(p: Params | None = None, gammas: ArrayLike | None = None,
     Parameters
     ----------
     p : Params, optional
-        Default rho = eta = 1, beta = 0.5, tau = 0.5 (MODEL.md section 6). Its beta (or
+        Default rho = eta = 1, beta = 0.5, tau = 0.5 (docs/model.md#findings). Its beta (or
         its schedule's limit) is beta_inf.
     gammas : array, optional
         Rates gamma > 0; default 16 values from 0.01 to 1, log-spaced.
@@ -524,8 +595,8 @@ def annealing(p: Params | None = None, gammas: ArrayLike | None = None,
         Tolerance of :func:`linvae.convergence_time`.
     overlap : float
         Start :func:`linvae.ode.overlap_state` with this overlap; the default 0.01 (an
-        O(N^-1/2) start, like the authors' random start at N = 10^4) reproduces MODEL.md's
-        61 / 75 / 174 / 60.
+        O(N^-1/2) start, like the authors' random start at N = 10^4) reproduces the times
+        61 / 75 / 174 / 60 of docs/model.md#findings.
 
     Returns
     -------

@@ -7,6 +7,7 @@ name. Reading gives back exactly the dataset that was written (values, dims, att
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,11 +22,14 @@ import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
 
+from .errors import OutputError
 from .params import Params
 
 __all__ = [
     "NETCDF_LOCK",
     "atomic_write",
+    "check_output",
+    "check_output_folder",
     "load",
     "load_checkpoint",
     "save",
@@ -37,24 +41,114 @@ __all__ = [
 NETCDF_LOCK = threading.RLock()
 
 
+def _check_target(path: str | os.PathLike[str], what: str) -> tuple[Path, Path]:
+    """(path, folder) if ``path`` can be a file written by rename; else OutputError.
+
+    Cheap checks only (no file is created): the name is not a folder or a special
+    file, and its folder exists and is writable.
+    """
+    path = Path(path)
+    if str(path) in ("", "."):
+        raise OutputError.of(errno.ENOENT, f"{what} path is empty")
+    if path.is_dir():
+        raise OutputError.of(errno.EISDIR, f"{what} {str(path)!r} is a folder; give a file "
+                                           f"name in it, e.g. {str(path / 'run.nc')!r}")
+    if path.exists() and not path.is_file():
+        raise OutputError.of(errno.EEXIST, f"{what} {str(path)!r} exists and is not a "
+                                           f"regular file; it would be replaced")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.exists():
+        raise OutputError.of(errno.ENOENT, f"output folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise OutputError.of(errno.ENOTDIR, f"{what} {str(path)!r}: {str(folder)!r} is not "
+                                            f"a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError.of(errno.EACCES, f"output folder {str(folder)!r} is not writable")
+    return path, folder
+
+
+def _probe(folder: Path, name: str, what: str) -> None:
+    """Create and remove a hidden file in ``folder``: the one test that file systems
+    such as /proc, read-only mounts or full quotas answer truthfully."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise OutputError.of(exc.errno or errno.EACCES,
+                             f"output folder {str(folder)!r} does not accept new files "
+                             f"({exc.strerror or exc}), so {what} cannot be written "
+                             f"there") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output(path: str | os.PathLike[str], what: str = "output") -> Path:
+    """Refuse, before any work, a file path that :func:`atomic_write` could not write.
+
+    Raises :class:`linvae.errors.OutputError` (also FileNotFoundError, PermissionError,
+    IsADirectoryError as fits) with a one-line message naming the path: the path is a
+    folder or a special file, its folder is missing or not writable, or creating a
+    file there fails. ``what`` names the path in the message ("output", "checkpoint").
+    """
+    path, folder = _check_target(path, what)
+    _probe(folder, path.name, f"the {what}")
+    return path
+
+
+def check_output_folder(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Refuse, before any work, a folder that cannot hold new result files.
+
+    The folder may be missing if it can be created (its nearest existing ancestor is a
+    writable folder); nothing is created here. Raises OutputError like
+    :func:`check_output`.
+    """
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise OutputError.of(errno.ENOTDIR, f"{what} {str(path)!r} exists and is not a "
+                                                f"folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputError.of(errno.EACCES, f"{what} {str(path)!r} is not writable")
+        _probe(path, "linvae", f"the {what}'s files")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError.of(errno.ENOTDIR, f"cannot create {what} {str(path)!r}: "
+                                            f"{str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError.of(errno.EACCES, f"cannot create {what} {str(path)!r}: "
+                                           f"{str(parent)!r} is not writable")
+    _probe(parent, "linvae", f"{what} {str(path)!r}")
+    return path
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     The file gets the permissions of a normally created one (0666 less the umask), so
-    results on a shared file system stay readable by the group.
+    results on a shared file system stay readable by the group. An OSError while
+    writing is raised as :class:`linvae.errors.OutputError` naming ``path`` (the
+    temporary file is an internal detail and is removed).
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"output folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"output folder {str(folder)!r} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    path, folder = _check_target(path, "output")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError.of(exc.errno or errno.EACCES,
+                             f"cannot write {str(path)!r}: output folder {str(folder)!r} "
+                             f"does not accept new files ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError.of(exc.errno or errno.EIO, f"cannot write {str(path)!r}: "
+                             f"{exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -68,7 +162,12 @@ def _umask() -> int:
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``ds`` to ``path`` (netCDF4) atomically; returns the path."""
+    """Write ``ds`` to ``path`` (netCDF4) atomically; returns the path.
+
+    The path is checked first (:func:`check_output`): an unwritable one raises
+    :class:`linvae.errors.OutputError` before anything is converted or written.
+    """
+    check_output(path)
     out = ds.copy()
     for name, var in out.variables.items():  # bools are not a netCDF type: store as int8
         if var.dtype == bool:

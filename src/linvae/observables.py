@@ -1,4 +1,4 @@
-"""Closed forms in the order parameters (MODEL.md section 4).
+"""Closed forms in the order parameters (docs/model.md#order-parameters).
 
 Everything here is vectorised over any leading axes (replica, t, ...): the order
 parameters carry their matrix axes last, m and d as (..., M, M*), Q, E, R as (..., M, M)
@@ -8,7 +8,8 @@ two can only differ by their order parameters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -19,6 +20,8 @@ __all__ = [
     "Derived",
     "Moments",
     "derived",
+    "eg",
+    "eg_authors",
     "gram_matrix",
     "gram_sqrt",
     "moments",
@@ -56,12 +59,88 @@ def moments(m: Array, d: Array, Q: Array, E: Array, R: Array, rho: ArrayLike,
 
 
 class Derived(NamedTuple):
-    """Observables of MODEL.md section 4: generalisation error, rate, distortion, loss."""
+    """Observables of docs/model.md#order-parameters: generalisation error, rate,
+    distortion, loss, and the authors' form of the generalisation error (for comparison only)."""
 
     eg: Array
     rate: Array
     distortion: Array
     loss: Array
+    eg_authors: Array
+
+
+#: Up to this many matchings of latents to factors, eps_g enumerates them all at once
+#: (vectorised over the leading axes); beyond, it solves an assignment problem per state.
+_ENUMERATE_MATCHINGS = 720
+
+
+def _matchings(M: int, M_star: int) -> Array:
+    """Every injective pairing of min(M, M*) factors with distinct latents, as an
+    integer array (n_matchings, M*) of the latent paired with each factor (-1: none)."""
+    import itertools
+
+    rows: list[Sequence[int]]
+    if M >= M_star:
+        rows = list(itertools.permutations(range(M), M_star))
+    else:
+        rows = []
+        for factors in itertools.combinations(range(M_star), M):
+            for latents in itertools.permutations(range(M)):
+                row = [-1] * M_star
+                for k, latent in zip(factors, latents, strict=True):
+                    row[k] = latent
+                rows.append(row)
+    return np.asarray(rows, dtype=np.intp)
+
+
+def _n_matchings(M: int, M_star: int) -> int:
+    big, small = max(M, M_star), min(M, M_star)
+    return math.perm(big, small)
+
+
+def eg(m: Array, Q: Array, rho: ArrayLike) -> Array:
+    """Generalisation error: ||W* P^(1/2) - W||_F^2 / N minimised over sign flips and
+    matchings of latents to factors, the symmetries the loss cannot see.
+
+    eps_g = sum_k rho_k + tr Q - 2 max_pi sum_{k matched} sqrt(rho_k) |m_{pi(k) k}|: an
+    unmatched factor counts rho_k in full, an unmatched latent its Q_kk. For
+    M = M* = 1 this is rho - 2 sqrt(rho) |m| + Q. Non-finite states give NaN.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    Q = np.asarray(Q, dtype=np.float64)
+    rho_v = np.broadcast_to(np.asarray(rho, dtype=np.float64), m.shape[-1:])
+    M, M_star = m.shape[-2:]
+    # overlap of latent l with factor k, weighted by the factor's amplitude
+    S = np.abs(m) * np.sqrt(rho_v)
+    lead = S.shape[:-2]
+    if M_star == 1:
+        best = S[..., :, 0].max(axis=-1)
+    elif M == 1:
+        best = S[..., 0, :].max(axis=-1)
+    elif _n_matchings(M, M_star) <= _ENUMERATE_MATCHINGS:
+        pick = _matchings(M, M_star)                       # (n, M*)
+        gathered = S[..., np.maximum(pick, 0), np.arange(M_star)]   # (..., n, M*)
+        best = np.where(pick >= 0, gathered, 0.0).sum(axis=-1).max(axis=-1)
+    else:
+        from scipy.optimize import linear_sum_assignment
+
+        flat = S.reshape(-1, M, M_star)
+        best = np.full(flat.shape[0], np.nan)
+        for i, s in enumerate(flat):
+            if np.all(np.isfinite(s)):
+                r, c = linear_sum_assignment(s, maximize=True)
+                best[i] = s[r, c].sum()
+        best = best.reshape(lead)
+    return np.asarray(rho_v.sum() + np.trace(Q, axis1=-2, axis2=-1) - 2.0 * best)
+
+
+def eg_authors(m: Array, Q: Array) -> Array:
+    """The authors' code's form M* - 2 |1^T m 1| + 1^T Q 1 (it assumes rho = 1 and sums m
+    over all entries); it equals eps_g only for rho = 1 and M = M* = 1, and changes when a
+    latent flips sign. Kept only to compare with that code."""
+    M_star = np.shape(m)[-1]
+    return np.asarray(M_star - 2.0 * np.abs(np.sum(m, axis=(-2, -1)))
+                      + np.sum(Q, axis=(-2, -1)))
 
 
 def derived(m: Array, d: Array, Q: Array, E: Array, R: Array, D: Array, *, rho: ArrayLike,
@@ -69,13 +148,11 @@ def derived(m: Array, d: Array, Q: Array, E: Array, R: Array, D: Array, *, rho: 
     """eps_g, rate, distortion and loss from the order parameters.
 
     ``beta`` broadcasts against the leading axes (a scalar, or beta(t) along the t axis).
-    eps_g follows the authors' convention 1^T T 1 - 2 |1^T m 1| + 1^T Q 1 with T = I.
+    eps_g is :func:`eg`; ``eg_authors`` is :func:`eg_authors`.
     """
     Bb, Cab, _ = moments(m, d, Q, E, R, rho, eta)
-    M_star = m.shape[-1]
     Qdiag = np.diagonal(Q, axis1=-2, axis2=-1)
     Bdiag = np.diagonal(Bb, axis1=-2, axis2=-1)
-    eg = M_star - 2.0 * np.abs(m.sum(axis=(-2, -1))) + Q.sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):  # D <= 0 only on diverged replicas
         rate = 0.5 * np.sum(Bdiag + D - np.log(D) - 1.0, axis=-1)
     distortion = (-np.trace(Cab, axis1=-2, axis2=-1)
@@ -83,13 +160,14 @@ def derived(m: Array, d: Array, Q: Array, E: Array, R: Array, D: Array, *, rho: 
                   + 0.5 * np.sum(Qdiag * D, axis=-1))
     reg = 0.5 * lam * (np.trace(Q, axis1=-2, axis2=-1) + np.trace(E, axis1=-2, axis2=-1))
     loss = distortion + np.asarray(beta, dtype=np.float64) * rate + reg
-    return Derived(eg=eg, rate=rate, distortion=distortion, loss=loss)
+    return Derived(eg=eg(m, Q, rho), rate=rate, distortion=distortion, loss=loss,
+                   eg_authors=eg_authors(m, Q))
 
 
 def gram_matrix(m: Array, d: Array, Q: Array, E: Array, R: Array) -> Array:
     """G = [[I, m^T, d^T], [m, Q, R], [d, R^T, E]], the Gram matrix of [W*, W, V] / N.
 
-    A state is physical only if G is positive semidefinite (MODEL.md section 7).
+    A state is physical only if G is positive semidefinite (docs/model.md#initial-states).
     """
     M, M_star = m.shape[-2:]
     lead = m.shape[:-2]
@@ -116,6 +194,7 @@ def state_gram(state: Mapping[str, ArrayLike]) -> Array:
 
 def gram_sqrt(G: Array) -> Array:
     """Symmetric square root S of a PSD Gram matrix (S^T S = G; tiny negative eigenvalues
-    from rounding are set to zero). [W*, W, V] = sqrt(N) F S realises G (MODEL.md s. 7)."""
+    from rounding are set to zero). [W*, W, V] = sqrt(N) F S realises G
+    (docs/model.md#initial-states)."""
     lam, U = np.linalg.eigh(G)
     return np.asarray((U * np.sqrt(np.clip(lam, 0.0, None))) @ np.swapaxes(U, -1, -2))

@@ -1,4 +1,4 @@
-"""Model parameters of the linear VAE (MODEL.md sections 1 and 2)."""
+"""Model parameters of the linear VAE (docs/model.md#data and docs/model.md#model)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["Params"]
 
 @dataclass(frozen=True, init=False)
 class Params:
-    """Parameters of the model and of SGD, with MODEL.md's symbols.
+    """Parameters of the model and of SGD, with the symbols of docs/model.md.
 
     Parameters
     ----------

@@ -65,6 +65,13 @@ def _default_entries(da: xr.DataArray) -> list[tuple[int, ...]]:
         return [(i, i) for i in range(min(shape))]
     return every
 
+
+def _n_label(N: int) -> str:
+    """N as written by hand: 16000, but 1e8 rather than 100000000."""
+    text = str(int(N))
+    return f"1e{len(text) - 1}" if int(N) >= 10**5 and text.rstrip("0") == "1" else text
+
+
 def _entry(da: xr.DataArray, idx: tuple[int, ...]) -> xr.DataArray:
     dims = [d for d in da.dims if d not in ("replica", "t")]
     return da.isel(dict(zip(dims, idx, strict=True)))
@@ -98,8 +105,9 @@ def plot_trajectories(ode: xr.Dataset, sims: Mapping[int, xr.Dataset], variable:
                                 lw=0)
             else:
                 mean = da.values
+            how = " Gram chain" if sim.attrs.get("method") == "gram" else ""
             ax.plot(t, mean, color=c, lw=lw * 0.8, ls="--",
-                    label=f"SGD N={N} (mean ± sd)" if first else None)
+                    label=f"SGD N={_n_label(N)}{how} (mean ± sd)" if first else None)
         ax.plot(ode["t"].values, _entry(ode[variable], idx).values, color="k", lw=lw,
                 label="ODE" if first else None)
         y_end = float(_entry(ode[variable], idx)[-1])
@@ -119,7 +127,11 @@ def plot_trajectories(ode: xr.Dataset, sims: Mapping[int, xr.Dataset], variable:
 def plot_gaps(gaps: xr.Dataset, stat: str = "rms", variables: Sequence[str] | None = None,
               exponents: xr.Dataset | None = None, prefactors: xr.Dataset | None = None,
               ax: Axes | None = None) -> Axes:
-    """SGD-ODE gap vs N on log-log axes, with fitted lines and an N^-1/2 guide."""
+    """SGD-ODE gap vs N on log-log axes, with fitted lines and an N^-1/2 guide.
+
+    If ``gaps`` has the coordinate ``method`` (:func:`linvae.compare`), the points of
+    the Gram chain are drawn open and those of the weights filled.
+    """
     ax = _new_ax(ax)
     if stat not in gaps:
         raise ValueError(f"stat must be one of {list(gaps.data_vars)}, got {stat!r}")
@@ -128,12 +140,16 @@ def plot_gaps(gaps: xr.Dataset, stat: str = "rms", variables: Sequence[str] | No
                                                            gaps["variable"].values]
     colors = _colors(len(names))
     Nfine = np.geomspace(N.min(), N.max(), 50)
+    gram = (np.asarray(gaps["method"].values) == "gram") if "method" in gaps.coords \
+        else np.zeros(N.size, dtype=bool)
     for c, v in zip(colors, names, strict=True):
         g = gaps[stat].sel(variable=v).values
         label = v
         if exponents is not None:
             label += f" (slope {float(exponents[stat].sel(variable=v)):.2f})"
-        ax.loglog(N, g, "o", color=c, label=label)
+        ax.loglog(N[~gram], g[~gram], "o", color=c, label=label if not gram.all() else None)
+        ax.loglog(N[gram], g[gram], "o", mfc="none", color=c,
+                  label=label if gram.all() else None)
         if exponents is not None and prefactors is not None:
             e = float(exponents[stat].sel(variable=v))
             a = float(prefactors[stat].sel(variable=v))
@@ -146,12 +162,23 @@ def plot_gaps(gaps: xr.Dataset, stat: str = "rms", variables: Sequence[str] | No
         n0, g0 = np.exp(np.mean(np.log(N))), np.exp(np.mean(np.log(vals)))
         ax.loglog(Nfine, g0 * (Nfine / n0) ** -0.5, "k:", lw=STYLE["linewidth"],
                   label="∝ N^-1/2")
+    if gram.any() and not gram.all():
+        ax.plot([], [], "o", color="0.4", label="weights")
+        ax.plot([], [], "o", mfc="none", color="0.4", label="Gram chain")
     from matplotlib.ticker import NullFormatter
 
-    # label exactly the N used; log-axis minor labels would overprint each other
-    ax.set_xticks(N, [f"{int(n)}" for n in N])
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    if N.max() / N.min() <= 1e3:
+        # label exactly the N used; log-axis minor labels would overprint each other
+        ax.set_xticks(N, [f"{int(n)}" for n in N])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    # wider ranges keep the decades of the log axis: the N's labels would collide
     ax.set_xlabel("N")
     ax.set_ylabel(f"{stat} |SGD - ODE|")
-    ax.legend(fontsize=STYLE["fontsize"] - 1, frameon=False)
+    # the gaps fall from upper left to lower right: the upper right corner is free
+    n_entries = len(ax.get_legend_handles_labels()[1])
+    if n_entries > 4:  # head room above the points for the legend
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * (hi / lo) ** 0.5)
+    ax.legend(fontsize=STYLE["fontsize"] - 2, frameon=False, loc="upper right",
+              ncols=2 if n_entries > 6 else 1, columnspacing=0.8, handletextpad=0.3)
     return ax

@@ -1,4 +1,4 @@
-"""A careful NumPy implementation of one-pass SGD (MODEL.md sections 1 to 4).
+"""A careful NumPy implementation of one-pass SGD (docs/model.md#data to #order-parameters).
 
 This is the yardstick for the C++ engine: the tests check the engine's step against
 it to rounding, and the benchmarks report the engine's speed as a ratio to it. It is
@@ -57,7 +57,10 @@ class ReferenceSGD:
     @classmethod
     def prescribed(cls, params: Params, N: int, state: Mapping[str, Any],
                    seed: int = 0) -> ReferenceSGD:
-        """Realise a prescribed state exactly (MODEL.md section 7): [W*, W, V] = sqrt(N) F S."""
+        """Realise a prescribed state exactly: [W*, W, V] = sqrt(N) F S.
+
+        See docs/model.md#initial-states.
+        """
         st = parse_state(state, params)
         rng = np.random.default_rng(seed)
         Ms, M = params.M_star, params.M
@@ -80,7 +83,7 @@ class ReferenceSGD:
         return x
 
     def step(self, x: Array | None = None, beta: float | None = None) -> None:
-        """One SGD step of MODEL.md section 3 on ``x`` (a fresh sample if None)."""
+        """One SGD step of docs/model.md#sgd on ``x`` (a fresh sample if None)."""
         if x is None:
             x = self.sample_x()
         if beta is None:

@@ -1,6 +1,6 @@
 """``linvae reproduce``: every figure family of the paper, with its data and a summary.
 
-Five independent families, each written as ``<name>.png`` and ``<name>.pdf`` with its
+Six independent families, each written as ``<name>.png`` and ``<name>.pdf`` with its
 data (netCDF, via :func:`linvae.io.save`) next to it:
 
 1. ``sgd_vs_ode``: SGD at three N against the ODE (m, d, Q, E, R, D, eps_g) and the
@@ -12,6 +12,8 @@ data (netCDF, via :func:`linvae.io.save`) next to it:
 4. ``annealing``: convergence time vs gamma with gamma*; :func:`linvae.findings.annealing`.
 5. ``disentanglement``: m over time for M = M* = 2 with distinct rho;
    :func:`linvae.findings.disentanglement`.
+6. ``optimal_beta``: steady-state eps_g vs beta for several rho, with the numerical
+   minimum next to the optimum beta = eta; :func:`linvae.findings.optimal_beta`.
 
 A family that fails is recorded (with its error) in ``summary.md`` and the others still
 run; :func:`reproduce` returns a :class:`Report`.
@@ -40,14 +42,15 @@ from .params import Params
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .compare import Comparison
+    from .comparison import Comparison
 
 __all__ = ["FAMILIES", "Family", "Report", "plot_result", "reproduce", "run_compare",
            "save_figure"]
 
 log = logging.getLogger("linvae")
 
-FAMILIES = ("sgd_vs_ode", "collapse", "superfluous", "annealing", "disentanglement")
+FAMILIES = ("sgd_vs_ode", "collapse", "superfluous", "annealing", "disentanglement",
+            "optimal_beta")
 #: Variables of the standard figure (:func:`plot_result`)
 STANDARD = ("m", "d", "Q", "E", "R", "D", "eg")
 _LABELS = {"m": "m = WᵀW*/N", "d": "d = VᵀW*/N", "Q": "Q = WᵀW/N", "E": "E = VᵀV/N",
@@ -101,6 +104,12 @@ def plot_result(ds: xr.Dataset, variables: Sequence[str] | None = None,
     """
     from .plot import STYLE, _colors, _default_entries, _entry, figure
 
+    extra = [str(d) for d in ds.dims if d not in ("replica", "t", "latent", "latent2", "factor")]
+    if extra:  # e.g. a merged sweep, whose grid dims come first
+        raise ValueError(f"the data has the dims {', '.join(extra)} besides replica, t, "
+                         f"latent, latent2 and factor (a merged sweep?), so it holds more "
+                         f"than one run; plot one point: ds.sel({extra[0]}=...), or its own "
+                         f"result file (named in the sweep's variable 'key')")
     have = [str(v) for v in ds.data_vars if "t" in ds[v].dims]
     if not have:
         raise ValueError("the file has no variables over time t; linvae plot reads the "
@@ -152,13 +161,20 @@ def plot_result(ds: xr.Dataset, variables: Sequence[str] | None = None,
 def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replicas: int,
                 record_every: float, seed: int = 0, threads: int | None = None,
                 init: Any = None, progress: bool = True, attrs: Mapping[str, Any] | None = None,
-                stem: str = "compare") -> tuple[Comparison, list[Path]]:
-    """Run :func:`linvae.compare`, write its data and the trajectories + gap figure."""
-    from .compare import compare
-    from .plot import figure, plot_gaps, plot_trajectories
+                stem: str = "compare", sim_method: str | Mapping[int, str] = "weights",
+                show: Sequence[int] | None = None) -> tuple[Comparison, list[Path]]:
+    """Run :func:`linvae.compare`, write its data and the trajectories + gap figure.
 
+    ``sim_method`` is passed to :func:`linvae.compare`; ``show`` picks the N whose
+    trajectories are drawn (default: all; the gap panel always has every N).
+    """
+    from .comparison import compare
+    from .plot import _n_label, figure, plot_gaps, plot_trajectories
+
+    io.check_output_folder(out)  # before the simulations, not after
     cmp = compare(p, Ns=Ns, t_max=t_max, replicas=replicas, init=init,
-                  record_every=record_every, seed=seed, threads=threads, progress=progress)
+                  record_every=record_every, seed=seed, threads=threads, progress=progress,
+                  sim_method=sim_method)
     extra = dict(attrs or {})
     files: list[Path] = []
     ode = cmp.ode.copy()
@@ -178,9 +194,10 @@ def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replic
     files.append(io.save(gaps, out / f"{stem}_gaps.nc"))
 
     variables = [v for v in STANDARD if v in cmp.ode]
+    drawn = cmp.sims if show is None else {int(n): cmp.sims[int(n)] for n in show}
     fig = figure(ncols=4, nrows=2, width=3.6, height=2.8)
     for ax, v in zip(fig.axes, variables, strict=False):
-        plot_trajectories(cmp.ode, cmp.sims, variable=v, ax=ax)
+        plot_trajectories(cmp.ode, drawn, variable=v, ax=ax)
         ax.set_ylabel(_LABELS.get(v, v))
         if v != variables[0]:
             leg = ax.get_legend()
@@ -189,14 +206,16 @@ def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replic
     plot_gaps(cmp.gaps, stat="rms", exponents=cmp.exponents, prefactors=cmp.prefactors,
               ax=fig.axes[7])
     fig.axes[7].set_title("SGD–ODE gap vs N (rms)", fontsize=9)
+    gram = [n for n in cmp.Ns if cmp.methods.get(n) == "gram"]
+    how = f" (Gram chain at N = {', '.join(map(_n_label, gram))})" if gram else ""
     _suptitle(fig, f"SGD (mean ± sd, {replicas} replicas) vs ODE, N = "
-                   f"{', '.join(map(str, cmp.Ns))}: {_describe(p.to_attrs())}")
+                   f"{', '.join(map(_n_label, cmp.Ns))}{how}: {_describe(p.to_attrs())}")
     for suffix in (".png", ".pdf"):
         files.append(save_figure(fig, out / f"{stem}{suffix}"))
     return cmp, files
 
 
-# -- the five families ------------------------------------------------------------------
+# -- the figure families ------------------------------------------------------------------
 
 
 @dataclass
@@ -224,19 +243,29 @@ class Report:
 
 
 def _settings(quick: bool) -> dict[str, Any]:
+    # sgd_vs_ode: the weights at small N and the Gram chain (cost independent of N) from
+    # inside their range up to N = 1e6 (quick) or 1e7, at t_max = 10: the gap over six
+    # decades of N. 1e8 would be 1e9 steps, ~55 s, per replica.
     if quick:
-        return {"Ns": (500, 1000, 2000), "t_max": 10.0, "replicas": 8, "record_every": 0.2,
+        return {"Ns": (10, 100, 300, 1000, 10**4, 10**5, 10**6),
+                "gram_Ns": (300, 10**4, 10**5, 10**6), "show": (100, 1000, 10**6),
+                "t_max": 10.0, "replicas": 8, "record_every": 0.2,
                 "betas": np.linspace(0.05, 3.0, 24), "phase": False,
                 "sf_t_max": 300.0, "sf_vs_M": False,
                 "gammas": np.geomspace(0.01, 1.0, 6), "kinds": ("tanh",),
-                "dis_t_max": 2000.0}
-    # SGD costs ~ replicas * t_max * N^2: this family takes about 3 minutes on 2 cores
-    return {"Ns": (1000, 4000, 16000), "t_max": 10.0, "replicas": 8, "record_every": 0.1,
+                "dis_t_max": 2000.0, "opt_rhos": (0.5, 2.0),
+                "opt_betas": np.linspace(0.05, 2.5, 14)}
+    # the weights cost ~ replicas * t_max * N^2 (N = 1e4: ~10 s on 2 cores), the Gram
+    # chain ~ replicas * t_max * N (N = 1e7: ~25 s)
+    return {"Ns": (10, 100, 1000, 3000, 10**4, 10**5, 10**6, 10**7),
+            "gram_Ns": (3000, 10**5, 10**6, 10**7), "show": (100, 1000, 10**4, 10**7),
+            "t_max": 10.0, "replicas": 8, "record_every": 0.1,
             "betas": np.linspace(0.05, 3.0, 60), "phase": True,
             "sf_t_max": 600.0, "sf_vs_M": True,
             "gammas": np.geomspace(0.01, 1.0, 13), "kinds": ("tanh", "linear", "sigmoid",
                                                              "cyclical"),
-            "dis_t_max": 3000.0}
+            "dis_t_max": 3000.0, "opt_rhos": (0.5, 1.0, 2.0),
+            "opt_betas": np.linspace(0.05, 2.5, 50)}
 
 
 def _save_pair(fig: Figure, out: Path, name: str) -> list[Path]:
@@ -247,14 +276,23 @@ def _fig_sgd_vs_ode(out: Path, s: Mapping[str, Any], progress: bool,
                     threads: int | None) -> Family:
     fam = Family("sgd_vs_ode")
     p = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)
+    methods = {n: "gram" if n in s["gram_Ns"] else "weights" for n in s["Ns"]}
     cmp, files = run_compare(p, out, Ns=s["Ns"], t_max=s["t_max"], replicas=s["replicas"],
                              record_every=s["record_every"], threads=threads,
-                             progress=progress, stem="sgd_vs_ode")
+                             progress=progress, stem="sgd_vs_ode", sim_method=methods,
+                             show=s["show"])
     fam.files += files
+    by = {m: [n for n in cmp.Ns if methods[n] == m] for m in ("weights", "gram")}
+    decades = math.log10(max(cmp.Ns) / min(cmp.Ns))
     fam.lines.append(f"Parameters: {p}, start overlap_state(0.5), N = {cmp.Ns}, "
                      f"{s['replicas']} replicas, t ≤ {s['t_max']:g}.")
+    fam.lines.append(f"SGD on the weights at N = {by['weights']}; the Gram chain (the exact "
+                     f"finite-N law, docs/model.md#gram-chain) at N = {by['gram']}. The "
+                     f"exponents are fitted over every N, {decades:.1f} decades.")
     fam.lines.append("")
-    fam.lines.append("| variable | " + " | ".join(f"rms gap N={n}" for n in cmp.Ns)
+    from .plot import _n_label
+
+    fam.lines.append("| variable | " + " | ".join(f"rms gap N={_n_label(n)}" for n in cmp.Ns)
                      + " | exponent (rms) | exponent (max) | theory |")
     fam.lines.append("|---" * (len(cmp.Ns) + 4) + "|")
     for v in cmp.gaps["variable"].values:
@@ -275,8 +313,8 @@ def _fig_collapse(out: Path, s: Mapping[str, Any]) -> Family:
     phase = None
     fam.files.append(io.save(sweep, out / "collapse_sweep.nc"))
     if s["phase"]:
-        phase = findings.phase_diagram(p, betas=np.linspace(0.05, 4.5, 46),
-                                       rhos=np.linspace(0.0, 3.0, 16))
+        phase = findings.phase_diagram(p, betas=np.linspace(0.05, 4.5, 91),
+                                       rhos=np.linspace(0.0, 3.0, 61))
         fam.files.append(io.save(phase, out / "collapse_phase.nc"))
     fig = findings.plot_collapse(sweep, phase)
     _suptitle(fig, f"Posterior collapse: stable fixed point vs β "
@@ -338,7 +376,7 @@ def _fig_annealing(out: Path, s: Mapping[str, Any]) -> Family:
     fam.lines.append(f"Parameters: {p} (β∞ = 0.5), schedules {list(s['kinds'])}, "
                      f"γ ∈ [{s['gammas'][0]:g}, {s['gammas'][-1]:g}] ({len(s['gammas'])} values).")
     fam.lines.append("")
-    fam.lines.append("| quantity | numerical | MODEL.md |")
+    fam.lines.append("| quantity | numerical | docs/model.md#findings |")
     fam.lines.append("|---|---|---|")
     fam.lines.append(f"| γ* = -J_max/2 | {gs:.4f} | 0.068 |")
     fam.lines.append(f"| convergence time, constant β | {tc:.1f} | 61 |")
@@ -372,6 +410,30 @@ def _fig_disentanglement(out: Path, s: Mapping[str, Any]) -> Family:
     m_txt = "; ".join(", ".join(f"{x:.3f}" for x in row) for row in m_end)
     fam.lines.append(f"| m at the end (rows: latents) | [{m_txt}] | diagonal up to sign and "
                      "permutation |")
+    return fam
+
+
+def _fig_optimal_beta(out: Path, s: Mapping[str, Any]) -> Family:
+    from . import findings
+
+    fam = Family("optimal_beta")
+    # small tau: the optimum beta = eta holds as tau -> 0 and moves by O(tau) otherwise
+    p = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.01)
+    ds = findings.optimal_beta(p, rhos=s["opt_rhos"], betas=s["opt_betas"])
+    fam.files.append(io.save(ds, out / "optimal_beta.nc"))
+    fig = findings.plot_optimal_beta(ds)
+    desc = _describe(p.to_attrs(), swept=("rho", "beta"))
+    _suptitle(fig, f"Steady-state ε_g vs β for several ρ ({desc})")
+    fam.files += _save_pair(fig, out, "optimal_beta")
+    fam.lines.append(f"Parameters: {p} (ρ ∈ {list(map(float, ds['rho'].values))}, β swept "
+                     f"over {ds.sizes['beta']} values, then minimised numerically).")
+    fam.lines.append("")
+    fam.lines.append("| ρ | numerical optimum β | ε_g there | theory (τ → 0) |")
+    fam.lines.append("|---|---|---|---|")
+    for rho in ds["rho"].values:
+        sel = ds.sel(rho=rho)
+        fam.lines.append(f"| {rho:g} | {float(sel['beta_opt']):.4f} | "
+                         f"{float(sel['eg_min']):.2e} | β = η = {p.eta:g}, ε_g = 0 |")
     return fam
 
 
@@ -410,7 +472,8 @@ def _write_summary(report: Report) -> Path:
               "collapse": "2. Posterior collapse threshold",
               "superfluous": "3. Superfluous latents",
               "annealing": "4. KL annealing",
-              "disentanglement": "5. Disentanglement"}
+              "disentanglement": "5. Disentanglement",
+              "optimal_beta": "6. The optimal β is η, whatever ρ"}
     for f in report.families:
         lines += ["", f"## {titles.get(f.name, f.name)}", ""]
         if f.ok:
@@ -451,7 +514,7 @@ def reproduce(out: str | os.PathLike[str] = "linvae-reproduce", *, quick: bool =
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    out = Path(out)
+    out = io.check_output_folder(out)  # before hours of work, not after
     out.mkdir(parents=True, exist_ok=True)
     names = list(FAMILIES) if only is None else list(only)
     bad = [n for n in names if n not in FAMILIES]
@@ -464,6 +527,7 @@ def reproduce(out: str | os.PathLike[str] = "linvae-reproduce", *, quick: bool =
         "superfluous": lambda: _fig_superfluous(out, s),
         "annealing": lambda: _fig_annealing(out, s),
         "disentanglement": lambda: _fig_disentanglement(out, s),
+        "optimal_beta": lambda: _fig_optimal_beta(out, s),
     }
     log.info("reproducing %s into %s (%s settings)", ", ".join(names), out,
              "quick" if quick else "default")

@@ -1,4 +1,4 @@
-"""KL-annealing schedules beta(t) (MODEL.md section 6).
+"""KL-annealing schedules beta(t) (docs/model.md#findings).
 
 A schedule is a small immutable object: calling it on times gives beta, vectorised.
 The simulation evaluates it on the step grid t = s / N; the ODE evaluates it at any t.

@@ -1,10 +1,10 @@
 """Fixed points of the limiting ODEs, their linear stability, and thresholds derived from it.
 
-Everything here works on the ODEs of MODEL.md section 5 (:mod:`linvae.ode`), in the
+Everything here works on the ODEs of docs/model.md#odes (:mod:`linvae.ode`), in the
 flat layout of :class:`linvae.ode.StateLayout` (Q and E stored as upper triangles, so
 the Jacobian has no spurious antisymmetric modes). Fixed points are found by root
-finding with the analytic Jacobian from many starts, as MODEL.md section 8 advises, not
-by long integration; the integrator only supplies extra starting guesses.
+finding with the analytic Jacobian from many starts, as docs/model.md#pitfalls advises,
+not by long integration; the integrator only supplies extra starting guesses.
 
 Symmetries of the ODEs, used to deduplicate fixed points:
 
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,9 +38,11 @@ from scipy.optimize import brentq, root
 from . import observables
 from ._validate import check_array, check_int, check_real
 from .dataset import DIMS, parse_state, state_shapes
+from .errors import TooLargeError
 from .observables import ORDER_PARAMETERS
 from .ode import (
     UnphysicalStateError,
+    final_state,
     integrate,
     jacobian,
     layout,
@@ -52,11 +56,15 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
+    "MAX_ROLE_STARTS",
+    "MAX_STATE_SIZE",
     "FixedPoint",
     "Threshold",
     "annealing_threshold",
+    "check_size",
     "collapse_growth_rate",
     "collapse_threshold",
+    "collapse_thresholds",
     "collapsed_state",
     "convergence_time",
     "fixed_points",
@@ -70,6 +78,8 @@ __all__ = [
 
 Array = NDArray[np.float64]
 State = dict[str, Array]
+
+log = logging.getLogger("linvae.stability")
 
 #: A latent is "learned" if some |m_ij| exceeds this, "noise" if not but Q_ii, E_ii or
 #: R_ii does, else "collapsed".
@@ -85,6 +95,38 @@ def _check_params(p: Any, name: str = "p") -> Params:
     if not isinstance(p, Params):
         raise TypeError(f"{name} must be a linvae.Params, got {type(p).__name__}")
     return p
+
+
+#: Largest flat state (:class:`linvae.ode.StateLayout` size) and number of role starts
+#: of a fixed-point analysis; see :func:`check_size`.
+MAX_STATE_SIZE = 256
+MAX_ROLE_STARTS = 600
+
+
+def _n_role_starts(M: int, Ms: int) -> int:
+    """len(_role_starts(p)), counted without building them."""
+    return sum(math.comb(Ms, k) * (M - k + 1) for k in range(min(M, Ms) + 1)) + 1
+
+
+def check_size(p: Params, what: str = "the fixed-point analysis") -> None:
+    """Refuse (TooLargeError) an (M, M*) whose analysis would run for hours, up front.
+
+    Every fixed point needs the eigenvalues of a dense n x n Jacobian, n the flat state
+    size (about 2 M^2 + 2 M M*), so its cost grows like n^3 ~ M^6; the role starts, one
+    root finding each, grow like 2^min(M, M*). Near the limits, n = 240 ((M, M*) =
+    (10, 1)) or about 580 starts ((7, 7)), one search takes half a minute to a minute
+    on one core.
+    """
+    n = layout(p).size
+    starts = _n_role_starts(p.M, p.M_star)
+    if n > MAX_STATE_SIZE or starts > MAX_ROLE_STARTS:
+        raise TooLargeError(
+            f"{what} is limited to states of at most {MAX_STATE_SIZE} entries and "
+            f"{MAX_ROLE_STARTS} starting roles, and (M, M_star) = ({p.M}, {p.M_star}) has "
+            f"{n} and {starts}: each fixed point needs the eigenvalues of a dense {n} x {n} "
+            f"Jacobian (cost ~ n^3 ~ M^6) and the starts grow like 2^min(M, M*), so it "
+            f"would run for hours (at (10, 1), n = 240, one search takes about half a "
+            f"minute)")
 
 
 def _constant(p: Params) -> Params:
@@ -166,7 +208,7 @@ def _block(eta: float, beta: float, lam: float, tau: float, rho: float,
     (``noise``) fitting the background noise with m = d = 0. (m, d, Q, E, R, D).
 
     A latent whose cross overlaps with the others vanish evolves on its own (the
-    invariant subspace of the sign flips of MODEL.md's symmetries), so these blocks are
+    invariant subspace of the sign flips among the model's symmetries), so these blocks are
     exact fixed points of the full ODEs when put on the diagonal. Found by continuation
     in tau from the small-tau closed form; falls back to that form if it fails.
     """
@@ -275,11 +317,10 @@ def _mixed_start(p: Params, overlap: float = 0.5) -> State:
 def _integration_starts(p: Params, starts: Iterable[State], t_max: float) -> list[State]:
     out = []
     for s in starts:
-        try:
-            ds = integrate(p, t_max=t_max, init=s, record_every=t_max, rtol=1e-8, atol=1e-10)
+        try:  # only the end state is needed: no dataset of the run
+            out.append(final_state(p, t_max, init=s, rtol=1e-8, atol=1e-10))
         except (UnphysicalStateError, RuntimeError, ValueError):
             continue
-        out.append({k: ds[k].isel(t=-1).values for k in ORDER_PARAMETERS})
     return out
 
 
@@ -328,7 +369,7 @@ def _refine_continued(p: Params, y0: Array, n_steps: int = 6,
     """:func:`_refine`, and if that fails, continuation in tau from a small step size.
 
     The starting guesses are small-tau closed forms; at larger tau the fixed points move
-    (the tau^2 terms of MODEL.md section 5), so the guess is refined at tau / 2^n_steps
+    (the tau^2 terms of docs/model.md#odes), so the guess is refined at tau / 2^n_steps
     first and followed up to tau in factors of 2. With ``force`` the continuation is
     used even when the direct refinement converges (it may converge to another root).
     """
@@ -398,20 +439,25 @@ def _invariants(p: Params, s: Mapping[str, Array]) -> list[Array]:
     return [*out, s["Q"], s["E"], s["R"]]
 
 
+def _close(a: Array, b: Array, tol: float) -> bool:
+    """np.allclose(a, b, atol=tol, rtol=0) for equal shapes, without its overhead."""
+    return bool(np.abs(a - b).max(initial=0.0) <= tol)
+
+
 def _equivalent(p: Params, a: Mapping[str, Array], b: Mapping[str, Array],
                 tol: float = 1e-6) -> bool:
     """Whether b maps to a under a symmetry of the ODEs (see the module docstring)."""
     M = p.M
-    if not np.allclose(np.sort(a["D"]), np.sort(b["D"]), atol=tol, rtol=0):
+    if not _close(np.sort(a["D"]), np.sort(b["D"]), tol):
         return False
-    if not np.allclose(np.sort(np.diag(a["Q"])), np.sort(np.diag(b["Q"])), atol=tol, rtol=0):
+    if not _close(np.sort(np.diag(a["Q"])), np.sort(np.diag(b["Q"])), tol):
         return False
     ia = _invariants(p, a)
     ib = _invariants(p, b)
     signs = np.array(list(itertools.product((1.0, -1.0), repeat=M)))  # (2^M, M)
     for perm in itertools.permutations(range(M)):
         P = np.asarray(perm)
-        if not np.allclose(a["D"], b["D"][P], atol=tol, rtol=0):
+        if not _close(a["D"], b["D"][P], tol):
             continue
         ok = np.ones(len(signs), dtype=bool)
         for x, y in zip(ia, ib, strict=True):
@@ -491,7 +537,7 @@ class FixedPoint:
 
     @property
     def max_real(self) -> float:
-        """Largest real part of the relevant eigenvalues (J_max of MODEL.md section 6)."""
+        """Largest real part of the relevant eigenvalues (J_max of docs/model.md#findings)."""
         return float(self.relevant_eigenvalues.real.max())
 
     @property
@@ -595,6 +641,7 @@ def fixed_points(p: Params, starts: Iterable[Mapping[str, ArrayLike] | ArrayLike
         positive), then noise-fitting, then collapsed latents.
     """
     p = _constant(_check_params(p))
+    check_size(p, "fixed_points")
     if p.beta_inf <= 0:
         raise ValueError(
             f"beta (its limit beta_inf) must be > 0 for a fixed-point analysis, got "
@@ -641,7 +688,8 @@ def fixed_points(p: Params, starts: Iterable[Mapping[str, ArrayLike] | ArrayLike
         s = lay.unpack(y)
         if not _gram_ok(s):
             continue
-        if any(_equivalent(p, f.state, _canonical(s)) for f in found):
+        cs = _canonical(s)
+        if any(_equivalent(p, f.state, cs) for f in found):
             continue
         found.append(_make_fixed_point(p, y, res, eig_tol))
     found.sort(key=lambda f: (not f.stable, f.loss))
@@ -677,6 +725,7 @@ def collapsed_state(p: Params, factor: int = 0, *, latent: int | None = None) ->
     p = _constant(_check_params(p))
     k = _check_factor(p, factor) if latent is None else check_int("latent", latent, ge=0,
                                                                   le=p.M - 1)
+    check_size(p, "collapsed_state")
     roles: list[int | str] = []
     for j in range(p.M):
         roles.append("collapsed" if j == k else (j if j < p.M_star else "noise"))
@@ -739,6 +788,7 @@ def collapse_growth_rate(p: Params, factor: int = 0, *, latent: int | None = Non
     latents' own modes are left out, so that other thresholds do not interfere.
     """
     p = _constant(_check_params(p))
+    check_size(p, "collapse_growth_rate")
     k = _check_factor(p, factor) if latent is None else check_int("latent", latent, ge=0,
                                                                   le=p.M - 1)
     s = collapsed_state(p, latent=k)
@@ -802,9 +852,10 @@ def collapse_threshold(p: Params, factor: int = 0, *, beta_max: float | None = N
     The largest real eigenvalue in latent k's sector at its collapsed state
     (:func:`collapse_growth_rate`) is scanned over beta on a grid of ``n_scan`` points in
     (0, beta_max] and the first crossing from positive to negative is located by Brent's
-    method. Nothing here uses the closed form: the result is compared with MODEL.md's
-    rho_k + eta afterwards (``.predicted``, ``.shift``). For lam > 0 the linearisation of
-    (m_k, d_k) at the collapsed state gives Pe/(1 + lam) - lam/Pe (Pe = rho_k + eta),
+    method. Nothing here uses the closed form: the result is compared with the
+    rho_k + eta of docs/model.md#findings afterwards (``.predicted``, ``.shift``). For
+    lam > 0 the linearisation of (m_k, d_k) at the collapsed state gives
+    Pe/(1 + lam) - lam/Pe (Pe = rho_k + eta),
     which the numerical value matches.
 
     Returns NaN (with a RuntimeWarning) if the state is stable nowhere in the scanned
@@ -812,6 +863,7 @@ def collapse_threshold(p: Params, factor: int = 0, *, beta_max: float | None = N
     """
     p = _check_params(p)
     k = _check_factor(p, factor)
+    check_size(p, "collapse_threshold")
     n_scan = check_int("n_scan", n_scan, ge=2)
     xtol = check_real("xtol", xtol, gt=0.0)
     beta_max = 3.0 * (max(p.rho) + p.eta) + 1.0 if beta_max is None else \
@@ -821,18 +873,34 @@ def collapse_threshold(p: Params, factor: int = 0, *, beta_max: float | None = N
                      f"collapse of factor {k} (lam={p.lam:g}, tau={p.tau:g})")
 
 
+def collapse_thresholds(p: Params, **kwargs: Any) -> list[Threshold]:
+    """The collapse threshold of every factor k = 0 .. M* - 1, as a list of M* values.
+
+    Factor k has a threshold only if latent k exists (k < M, see
+    :func:`collapse_threshold`, which takes ``kwargs``); a factor without a latent of its
+    own (M < M*) gets NaN, with its ``.predicted`` rho_k + eta still set, so the list
+    always lines up with the ``factor`` dim of a result.
+    """
+    p = _check_params(p)
+    return [collapse_threshold(p, k, **kwargs) if k < p.M else
+            Threshold(math.nan, p.rho[k] + p.eta,
+                      f"factor {k} has no latent of its own (M={p.M} < M*={p.M_star})")
+            for k in range(p.M_star)]
+
+
 def noise_threshold(p: Params, *, beta_max: float | None = None, n_scan: int = 24,
                     xtol: float = 1e-10) -> Threshold:
     """beta above which a superfluous latent stops fitting the noise and collapses.
 
     Computed like :func:`collapse_threshold`, for latent M* of a model with M* + 1
-    latents (``p`` itself if M > M*). MODEL.md section 6 says "for beta > eta it
+    latents (``p`` itself if M > M*). docs/model.md#findings says "for beta > eta it
     collapses" (``.predicted`` = eta); that holds as tau -> 0, and the numerical value
     shows the finite-tau shift (about +eta tau / 4 at small tau).
     """
     p = _check_params(p)
     if p.M <= p.M_star:
         p = p.replace(M=p.M_star + 1)
+    check_size(p, "noise_threshold")
     n_scan = check_int("n_scan", n_scan, ge=2)
     xtol = check_real("xtol", xtol, gt=0.0)
     beta_max = 3.0 * p.eta + 1.0 if beta_max is None else \
@@ -865,9 +933,11 @@ def step_size_limit(p: Params, *, tau_max: float = 50.0, rtol: float = 1e-6) -> 
                          f"step-size limit (try a smaller tau)")
     lo, hi = p.tau, None
     t = p.tau
+    steps, t0 = 0, time.perf_counter()  # searches so far: they time the estimate
     while hi is None:
         t = min(2.0 * t, tau_max)
         ok, st = _any_stable(p.replace(tau=t), seeds)
+        steps += 1
         if ok:
             lo, seeds = t, st
             if t >= tau_max:
@@ -877,12 +947,16 @@ def step_size_limit(p: Params, *, tau_max: float = 50.0, rtol: float = 1e-6) -> 
         else:
             hi = t
     while hi - lo > rtol * lo:
+        left = math.ceil(math.log2((hi - lo) / (rtol * lo)))
+        log.info("step_size_limit: tau_max in [%.8g, %.8g], %d bisection steps to go (about "
+                 "%.0f s)", lo, hi, left, left * (time.perf_counter() - t0) / max(1, steps))
         mid = 0.5 * (lo + hi)
         ok, st = _any_stable(p.replace(tau=mid), seeds)
         if ok:
             lo, seeds = mid, st
         else:
             hi = mid
+        steps += 1
     return Threshold(0.5 * (lo + hi), math.nan,
                      f"step-size limit (beta={p.beta_inf:g}, lam={p.lam:g})")
 
@@ -890,7 +964,7 @@ def step_size_limit(p: Params, *, tau_max: float = 50.0, rtol: float = 1e-6) -> 
 def annealing_threshold(p: Params, **kwargs: Any) -> float:
     """gamma* = -J_max / 2, J_max the largest real eigenvalue at the stable fixed point.
 
-    MODEL.md section 6: a tanh schedule beta_inf tanh(gamma t) slower than gamma*
+    docs/model.md#findings: a tanh schedule beta_inf tanh(gamma t) slower than gamma*
     (gamma < gamma*) delays convergence. ``p.beta`` may be a schedule; its limit is used.
     """
     fp = stable_fixed_point(p, **kwargs)
@@ -901,14 +975,14 @@ def convergence_time(p: Params, delta: float = 1e-3, *,
                      init: Mapping[str, ArrayLike] | xr.Dataset | float = 0.01,
                      t_max: float | None = None,
                      record_every: float = 0.02, rtol: float = 1e-9, atol: float = 1e-11,
-                     method: str = "LSODA", return_details: bool = False) -> Any:
+                     method: str = "auto", return_details: bool = False) -> Any:
     """Time after which eps_g stays within ``delta`` of its limit, from the ODE.
 
     The ODE is integrated from ``init`` under ``p``'s schedule: a state, or a number c
     for :func:`linvae.ode.overlap_state` with overlap c. The default c = 0.01 is an
     O(N^-1/2) start like the authors' random one at N = 10^4 (m = d = 0 exactly would
-    never move); it reproduces MODEL.md section 6's times 61 (constant beta), 75, 174
-    and 60 (tanh, gamma = 0.05, 0.02, 0.1) for rho = eta = 1, beta_inf = 0.5, tau = 0.5.
+    never move); it reproduces the times of docs/model.md#findings, 61 (constant beta),
+    75, 174 and 60 (tanh, gamma = 0.05, 0.02, 0.1) for rho = eta = 1, beta_inf = 0.5, tau = 0.5.
     The result depends on the start (e.g. c = 0.5 gives 47 for constant beta). The end
     state is refined to the fixed point of beta_inf by root finding (it must be stable),
     and that fixed point's eps_g is the limit. The run is also extended while the
@@ -920,6 +994,7 @@ def convergence_time(p: Params, delta: float = 1e-3, *,
     fixed point and the limit.
     """
     p = _check_params(p)
+    check_size(p, "convergence_time")
     delta = check_real("delta", delta, gt=0.0)
     record_every = check_real("record_every", record_every, gt=0.0)
     if isinstance(init, (Mapping, xr.Dataset)):
@@ -983,7 +1058,8 @@ def stability_task(p: Params, thresholds: bool = True) -> xr.Dataset:
     Holds the fixed point's order parameters (dims as in simulation results), eps_g,
     rate, loss, the largest real part of the Jacobian's eigenvalues (``max_real``; -1/it
     is the slowest time scale), how many fixed points were found, and, with
-    ``thresholds``, the numerically found collapse threshold of every factor. Where no
+    ``thresholds``, the numerically found collapse threshold of every factor
+    (:func:`collapse_thresholds`: NaN for a factor without a latent, M < M*). Where no
     fixed point is stable (tau beyond the step-size limit) ``stable`` is False and the
     state is NaN: that is data about the grid point, not a failure.
     """
@@ -999,14 +1075,14 @@ def stability_task(p: Params, thresholds: bool = True) -> xr.Dataset:
     data["n_fixed_points"] = ((), len(fps))
     if thresholds:
         data["collapse_threshold"] = (("factor",), np.array(
-            [float(collapse_threshold(p, factor=k)) for k in range(p.M_star)]))
+            [float(t) for t in collapse_thresholds(p)]))
     return xr.Dataset(data, coords={"latent": np.arange(p.M), "latent2": np.arange(p.M),
                                     "factor": np.arange(p.M_star)},
                       attrs={**p.to_attrs(), "kind": "stability"})
 
 
 def _register_sweep_task() -> None:
-    from .sweep import register_task
+    from .sweeps import register_task
 
     register_task("stability", stability_task, replace=True)
 

@@ -1,11 +1,13 @@
-"""SGD against the ODE: the deterministic limit of MODEL.md sections 5 and 6.
+"""SGD against the ODE: the deterministic limit (docs/model.md#odes, docs/model.md#findings).
 
 :func:`compare` runs one-pass SGD at several N from a prescribed start, integrates the
 ODE from the same start on each simulation's own time grid, and measures how far the
 SGD replica trajectories are from the ODE: per N and per order parameter the largest
 and the root-mean-square deviation over replicas, times and matrix entries. A
 log-log least-squares fit of gap against N gives an exponent that should be close to
--1/2 (fluctuations of one-pass SGD around its deterministic limit).
+-1/2 (fluctuations of one-pass SGD around its deterministic limit). Each N may be
+simulated with the weights or with the Gram chain (docs/model.md#gram-chain), whose cost
+does not grow with N, so that the law can be followed up to N = 1e8 and beyond.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import xarray as xr
@@ -109,6 +111,9 @@ class Comparison:
         Fitted gap ~ prefactor * N**exponent, variables ``max`` and ``rms`` along ``variable``.
     n_diverged : dict[int, int]
         Number of diverged replicas per N (left out of the gaps).
+    methods : dict[int, str]
+        The simulation method per N, "weights" or "gram" (also the coordinate
+        ``method`` of ``gaps``).
     """
 
     params: Params
@@ -118,6 +123,7 @@ class Comparison:
     exponents: xr.Dataset
     prefactors: xr.Dataset
     n_diverged: dict[int, int] = field(default_factory=dict)
+    methods: dict[int, str] = field(default_factory=dict)
 
     @property
     def Ns(self) -> list[int]:
@@ -129,9 +135,14 @@ class Comparison:
         t_max = float(self.ode["t"].values[-1])
         lines = [(f"Comparison({self.params!r}, Ns={Ns}, replicas={sorted(reps)}, "
                   f"t_max={t_max:g})")]
+        if any(m != "weights" for m in self.methods.values()):
+            lines.append("  simulated by: " + ", ".join(f"N={n} {m}" for n, m in
+                                                       sorted(self.methods.items())))
         if any(self.n_diverged.values()):
             lines.append(f"  diverged replicas (excluded): {self.n_diverged}")
-        head = "  variable " + "".join(f"{'rms N=' + str(n):>13}" for n in Ns)
+        from .plot import _n_label
+
+        head = "  variable " + "".join(f"{'rms N=' + _n_label(n):>13}" for n in Ns)
         lines.append("  SGD-ODE gap (rms over replicas, t, entries) and fitted exponent "
                      "(expect -0.5):")
         lines.append(head + f"{'exp(rms)':>10}{'exp(max)':>10}")
@@ -170,12 +181,34 @@ def _check_Ns(Ns: Any) -> list[int]:
     return sorted(set(out))
 
 
+def _check_sim_method(sim_method: Any, Ns: list[int]) -> dict[int, str]:
+    """The simulation method of each N: one for all, or a mapping N -> method."""
+    from .simulation import METHODS
+
+    if isinstance(sim_method, str):
+        chosen = dict.fromkeys(Ns, sim_method)
+    elif isinstance(sim_method, Mapping):
+        given = {check_int("sim_method key", n, ge=1): m for n, m in sim_method.items()}
+        extra = sorted(set(given) - set(Ns))
+        if extra:
+            raise ValueError(f"sim_method names N = {extra}, which are not among Ns = {Ns}")
+        chosen = {n: given.get(n, "weights") for n in Ns}
+    else:
+        raise TypeError(f"sim_method must be 'weights', 'gram' or a mapping N -> method, got "
+                        f"{type(sim_method).__name__}")
+    bad = sorted({m for m in chosen.values() if m not in METHODS}, key=str)
+    if bad:
+        raise ValueError(f"sim_method must be among {METHODS}, got {bad[0]!r}")
+    return chosen
+
+
 def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
             t_max: float = 20.0, replicas: int = 8,
             init: Mapping[str, ArrayLike] | xr.Dataset | None = None,
             record_every: float = 0.1, seed: int = 0, threads: int | None = None,
             progress: bool = False, *, variables: Sequence[str] = VARIABLES,
-            method: str = "LSODA", rtol: float = 1e-8, atol: float = 1e-10,
+            method: str = "auto", rtol: float = 1e-8, atol: float = 1e-10,
+            sim_method: str | Mapping[int, str] = "weights",
             simulate_fn: SimulateFn | None = None) -> Comparison:
     """Run SGD at several N and the ODE from the same start; measure the gap vs N.
 
@@ -190,7 +223,7 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
     replicas : int
         Independent SGD runs per N.
     init : dict or xarray.Dataset, optional
-        Prescribed start (MODEL.md section 7) shared by SGD and ODE; default
+        Prescribed start (docs/model.md#initial-states) shared by SGD and ODE; default
         :func:`linvae.ode.overlap_state`. The random start is refused: its ODE limit
         m = d = 0 is invariant, so the gap would measure the escape time, not N^-1/2.
     seed : int
@@ -201,6 +234,10 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
         Which of :data:`VARIABLES` to measure.
     method, rtol, atol
         ODE solver settings (see :func:`linvae.ode.integrate`).
+    sim_method : "weights", "gram" or mapping N -> method
+        How the SGD runs are simulated (``method`` of :func:`linvae.simulate`): the
+        weights themselves, or the Gram chain, the exact finite-N law at a cost
+        independent of N. A mapping sets it per N; the N it leaves out use "weights".
     simulate_fn : callable, optional
         Stand-in for :func:`linvae.simulate` with the same signature (for tests).
 
@@ -210,9 +247,11 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
 
     Notes
     -----
-    The cost is that of the simulations, ~ replicas * t_max * N^2 * M: the defaults take
-    several minutes on two cores (about 7 min for (M, M*) = (2, 2)); Ns = (1000, 8000)
-    with t_max = 5 and 4 replicas takes seconds and already shows the N^-1/2 law.
+    The cost is that of the simulations, ~ replicas * t_max * N^2 * M with the weights:
+    the defaults take several minutes on two cores (about 7 min for (M, M*) = (2, 2));
+    Ns = (1000, 8000) with t_max = 5 and 4 replicas takes seconds and already shows the
+    N^-1/2 law. The Gram chain costs ~ replicas * t_max * N * (M* + 2M)^2, about 55 ns
+    per step for M = M* = 1: N = 1e7 with t_max = 10 is about 5 s per replica.
     """
     if not isinstance(p, Params):
         raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
@@ -233,10 +272,11 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
                          f"SGD escapes after a time ~ log N, so the gap would not measure "
                          f"the N^-1/2 fluctuations; use linvae.ode.overlap_state(p)")
     state = overlap_state(p) if init is None else parse_state(init, p, name="init")
+    methods = _check_sim_method(sim_method, Ns_)
     if simulate_fn is None:
-        from .simulate import simulate  # lazily: the compiled engine is optional here
+        from .simulation import simulate  # lazily: the compiled engine is optional here
 
-        simulate_fn = simulate
+        simulate_fn = cast(SimulateFn, simulate)  # called with the method names as str
 
     sims: dict[int, xr.Dataset] = {}
     per_N: list[xr.Dataset] = []
@@ -245,7 +285,7 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
     for i, N in enumerate(Ns_):
         sim = simulate_fn(p, N, t_max, record_every, seeds=replicas, seed=seed + i,
                           init={k: v.copy() for k, v in state.items()}, threads=threads,
-                          progress=progress)
+                          progress=progress, method=methods[N])
         t_sim = np.asarray(sim["t"].values, dtype=np.float64)
         # the ODE on the simulation's own grid: no interpolation error in the gap
         ode = integrate(p, t_max=max(float(t_sim[-1]), t_max), init=state,
@@ -261,10 +301,11 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
             ode_first = ode
     gaps = xr.concat(per_N, dim=xr.DataArray(Ns_, dims="N", name="N"))
     gaps["N"].attrs["long_name"] = "input dimension N"
+    gaps = gaps.assign_coords(method=("N", [methods[n] for n in Ns_]))
     gaps.attrs.update(description="deviation of SGD replica trajectories from the ODE: "
                       "max and root-mean-square over replicas, recorded times and entries")
     exponents, prefactors = fit_exponents(gaps)
     assert ode_first is not None
     return Comparison(params=p, ode=ode_first, sims=sims, gaps=gaps, exponents=exponents,
-                      prefactors=prefactors, n_diverged=n_div)
+                      prefactors=prefactors, n_diverged=n_div, methods=methods)
 

@@ -21,6 +21,7 @@ The grid itself is saved in ``<out>/sweep.json`` when a sweep starts.
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures as cf
 import contextlib
 import hashlib
@@ -35,6 +36,7 @@ import os
 import pickle
 import socket
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -54,7 +56,7 @@ from .dataset import state_of
 from .ode import integrate, overlap_state
 from .params import Params
 from .schedules import Schedule, from_dict
-from .simulate import DivergenceWarning, simulate
+from .simulation import DivergenceWarning, simulate
 
 __all__ = [
     "PARAM_FIELDS",
@@ -69,13 +71,17 @@ __all__ = [
     "sweep",
 ]
 
-log = logging.getLogger("linvae.sweep")
+log = logging.getLogger("linvae.sweeps")
 
 #: Fields of :class:`linvae.Params` that a grid axis may vary.
 PARAM_FIELDS = ("M", "M_star", "rho", "eta", "beta", "lam", "tau")
 
 #: Version of the point-hash recipe; part of every hash.
 _HASH_VERSION = 1
+# Settings added to a built-in task after sweeps had been run with it. At these values,
+# which do what the task did before, they stay out of the point hash, so that the
+# result files of those sweeps keep their keys (and are not computed again).
+_LATER_DEFAULTS: dict[str, dict[str, str]] = {"simulate": {"method": "weights"}}
 _SPEC_FILE = "sweep.json"
 #: Setting names a task receives from the sweep itself, never from the grid or the user.
 _RESERVED = ("threads",)
@@ -242,7 +248,8 @@ def register_task(name: str, fn: Callable[..., xr.Dataset], *, replace: bool = F
         may be grid axes or fixed ``sweep(...)`` keywords; those without a default are
         required. A parameter named ``threads`` receives ``threads_per_task`` and is not
         part of the point hash. ``fn`` must be importable by worker processes (defined
-        at module level in an importable module, not in ``__main__`` for the local pool).
+        at module level; in the calling script only if it starts the sweep under
+        ``if __name__ == "__main__":``, which :func:`sweep` checks for the local pool).
     replace : bool
         Allow replacing a task registered under the same name with another function.
     """
@@ -288,22 +295,23 @@ def _get_task(name: str) -> _Task:
                              f"which {why}; registered tasks: {', '.join(_TASKS)}")
     if name not in _TASKS:
         raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(_TASKS)} "
-                         f"(add one with linvae.sweep.register_task)")
+                         f"(add one with linvae.sweeps.register_task)")
     return _TASKS[name]
 
 
 def _simulate_task(params: Params, *, N: int, t_max: float, record_every: float = 0.1,
                    replicas: int = 1, seed: int = 0, init: Any = "random",
                    dtype: str = "float64", times: Any = None, blowup: float = 1e8,
-                   threads: int | None = None) -> xr.Dataset:
+                   threads: int | None = None, method: str = "weights") -> xr.Dataset:
     """Task "simulate": :func:`linvae.simulate` with ``seeds=replicas``, no progress bar."""
     return simulate(params, N, t_max, record_every, seeds=replicas, seed=seed, init=init,
                     threads=threads, dtype=dtype,  # type: ignore[arg-type]
-                    progress=False, times=times, blowup=blowup)
+                    progress=False, times=times, blowup=blowup,
+                    method=method)  # type: ignore[arg-type]
 
 
 def _ode_task(params: Params, *, t_max: float = 20.0, init: Any = None,
-              record_every: float = 0.1, method: str = "LSODA", rtol: float = 1e-8,
+              record_every: float = 0.1, method: str = "auto", rtol: float = 1e-8,
               atol: float = 1e-10, t_eval: Any = None, on_unphysical: str = "raise",
               psd_tol: float = 1e-8) -> xr.Dataset:
     """Task "ode": :func:`linvae.integrate`; ``init`` may also be a number, the overlap
@@ -670,14 +678,108 @@ def _new_pool(workers: int) -> cf.ProcessPoolExecutor:
                                   mp_context=multiprocessing.get_context("spawn"))
 
 
-def _run_local(jobs: Sequence[_Job], workers: int, threads: int, report: Report) -> None:
+# The threads that are starting local-pool workers which must not import __main__.
+_NO_MAIN_THREADS: set[int] = set()
+_NO_MAIN_LOCK = threading.Lock()
+_original_preparation_data: Callable[[str], dict[str, Any]] | None = None
+
+
+def _preparation_data_without_main(name: str) -> dict[str, Any]:
+    assert _original_preparation_data is not None
+    data = _original_preparation_data(name)
+    if threading.get_ident() in _NO_MAIN_THREADS:
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+@contextlib.contextmanager
+def _workers_skip_main() -> Iterator[None]:
+    """Start this thread's spawned workers without running the caller's main module.
+
+    A spawned worker normally runs the parent's main script again (as "__mp_main__")
+    so that objects defined there can be unpickled. A script without the
+    ``if __name__ == "__main__":`` guard then starts the sweep again in every worker,
+    where starting processes is forbidden, and every worker dies. The jobs of built-in
+    tasks need nothing from the script, so for them the preparation data that
+    multiprocessing sends to the workers leaves the main module out.
+    """
+    global _original_preparation_data
+    from multiprocessing import spawn
+
+    if not callable(getattr(spawn, "get_preparation_data", None)):  # another Python
+        yield
+        return
+    me = threading.get_ident()
+    with _NO_MAIN_LOCK:
+        if not _NO_MAIN_THREADS:
+            _original_preparation_data = spawn.get_preparation_data
+            spawn.get_preparation_data = _preparation_data_without_main
+        _NO_MAIN_THREADS.add(me)
+    try:
+        yield
+    finally:
+        with _NO_MAIN_LOCK:
+            _NO_MAIN_THREADS.discard(me)
+            if not _NO_MAIN_THREADS and _original_preparation_data is not None:
+                spawn.get_preparation_data = _original_preparation_data  # type: ignore[assignment]
+
+
+def _needs_main(jobs: Sequence[_Job]) -> bool:
+    """Whether unpickling the jobs needs the caller's main module (a task function or a
+    value such as a schedule class defined in the script)."""
+    return any(b"__main__" in pickle.dumps(job) for job in jobs)
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either way round)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, *test.comparators]
+    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
+
+
+def _unguarded_call_site() -> str | None:
+    """"file:line" of the statement of the main script that led to this call, if it is
+    at the script's top level and not inside ``if __name__ == "__main__":``."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path:
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>"
+                                     and frame.f_globals is vars(main)):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return None
+    line = frame.f_lineno
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        if node.lineno <= line <= (node.end_lineno or node.lineno):
+            if isinstance(node, ast.If) and _is_main_guard(node) and \
+                    node.body[0].lineno <= line <= (node.body[-1].end_lineno or line):
+                return None
+            break
+    return f"{path}:{line}"
+
+
+def _run_local(jobs: Sequence[_Job], workers: int, threads: int, report: Report, *,
+               import_main: bool = False) -> None:
     """Process pool with recovery from dead workers.
 
     When a worker process dies (killed, out of memory, os._exit, segfault), the pool
     breaks and every task in flight is lost with it. Those tasks are rerun one at a time
     in a single-worker pool, which tells the culprit from the bystanders: a task whose
     worker dies again when it runs alone is recorded as failed, the others complete.
-    Then the remaining tasks go on in parallel.
+    Then the remaining tasks go on in parallel. The workers import the caller's main
+    module only if ``import_main`` (the jobs need it, see :func:`_workers_skip_main`).
     """
     pending = list(jobs)
     finished: set[int] = set()
@@ -686,7 +788,8 @@ def _run_local(jobs: Sequence[_Job], workers: int, threads: int, report: Report)
         finished.add(outcome.index)
         report(outcome)
 
-    with _thread_env(threads):
+    skip_main = contextlib.nullcontext() if import_main else _workers_skip_main()
+    with _thread_env(threads), skip_main:
         while pending:
             in_flight = _run_pool_once(pending, workers, note)
             if in_flight:
@@ -968,7 +1071,10 @@ def _jobs(p: Params, grid: Grid, task: _Task, fixed: Mapping[str, Any],
                 from None
         settings = task.bind({**fixed, **{k: v for k, v in point.items()
                                           if k not in PARAM_FIELDS}})
-        key = point_key(task.name, params, settings)
+        later = _LATER_DEFAULTS.get(task.name, {})
+        key = point_key(task.name, params, {k: v for k, v in settings.items()
+                                            if not (k in later and isinstance(v, str)
+                                                    and v == later[k])})
         if key in keys:
             raise ValueError(f"grid points {keys[key]} and {i} ({point}) are the same task")
         keys[key] = i
@@ -992,7 +1098,7 @@ def sweep(p: Params, grid: Grid, task: str = "simulate", *, out: str | os.PathLi
         The points.
     task : str
         ``"simulate"`` (:func:`linvae.simulate`, settings N, t_max, record_every, seed,
-        init, dtype, times, blowup; ``grid.replicas`` is its ``seeds``), ``"ode"``
+        init, dtype, times, blowup, method; ``grid.replicas`` is its ``seeds``), ``"ode"``
         (:func:`linvae.integrate`, settings t_max, init, record_every, method, rtol,
         atol, t_eval, on_unphysical, psd_tol), ``"stability"`` (from the stability
         module), or any task added with :func:`register_task`.
@@ -1063,8 +1169,16 @@ def sweep(p: Params, grid: Grid, task: str = "simulate", *, out: str | os.PathLi
         _check_importable(spec_task)
     client = _dask_client(executor) if is_client or executor == "dask" else None
     fixed = _settings_for(grid, spec_task, task_kwargs)
-    out_path = Path(out)
+    out_path = io.check_output_folder(out, "sweep output folder")
     jobs = _jobs(p, grid, spec_task, fixed, out_path.absolute(), threads)
+    import_main = executor == "local" and _needs_main(jobs)
+    if import_main and (where := _unguarded_call_site()) is not None:
+        raise ValueError(
+            f"the sweep is started at the top level of the script {where} without "
+            f"'if __name__ == \"__main__\":', and its task {task!r} (or a value of the "
+            f"grid) is defined in that script, so every worker process, which imports the "
+            f"script to find it, would start the sweep again; put the sweep under that "
+            f"guard, move the definition to a module, or use executor='serial'")
 
     out_path.mkdir(parents=True, exist_ok=True)
     spec = {"linvae_sweep": 1, "task": spec_task.name, "params": _params_json(p),
@@ -1115,7 +1229,7 @@ def sweep(p: Params, grid: Grid, task: str = "simulate", *, out: str | os.PathLi
             workers = max_workers or max(1, _available_cpus() // threads)
             log.info("running %d task(s) on %d local process(es), %d thread(s) each",
                      len(todo), min(workers, len(todo)), threads)
-            _run_local(todo, workers, threads, report)
+            _run_local(todo, workers, threads, report, import_main=import_main)
         elif client is not None:
             import distributed
 

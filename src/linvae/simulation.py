@@ -1,0 +1,528 @@
+"""One-pass SGD at large N with the compiled engine (docs/model.md#sgd)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+from numpy.typing import ArrayLike, NDArray
+
+from . import _core, io
+from ._validate import check_int, check_real
+from .dataset import make_dataset, parse_state, time_grid
+from .observables import ORDER_PARAMETERS, gram_sqrt, state_gram
+from .params import Params
+
+__all__ = ["METHODS", "STOP_SIGNALS", "DivergenceWarning", "SimulationInterrupted",
+           "SimulationTerminated", "record_steps", "simulate"]
+
+log = logging.getLogger("linvae.simulation")
+
+#: Status codes of the engine, as reported in the dataset's ``divergence`` variable.
+DIVERGENCE_REASONS = {0: "", 1: "non-finite value", 2: "D <= 0", 3: "blow-up",
+                      4: "Gram matrix not positive semidefinite"}
+
+#: Engines of :func:`simulate`: the weights themselves, or the chain of their Gram matrix.
+METHODS = ("weights", "gram")
+
+# Aim for ~0.1 s of engine work between returns to Python (progress, Ctrl-C).
+_CHUNK_WORK = 2e7
+# At most this many steps per chunk: the Gram chain's steps are so cheap that the work
+# rule alone would ask for 1e6 and more, and the chunk's beta array is best kept small
+# enough for the cache (2 MiB).
+_CHUNK_STEPS = 2**18
+# Seconds between progress lines in the log when there is no progress bar (batch jobs).
+_LOG_EVERY = 60.0
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A replica diverged and was stopped; the others went on."""
+
+
+#: Signals that :func:`simulate` can be asked to stop on (``stop_signals``), besides
+#: Ctrl-C (SIGINT), which always stops it: SIGTERM ends a batch job at its wall-time
+#: limit (SLURM, PBS), SIGUSR1/SIGUSR2 are what ``sbatch --signal`` sends ahead of it,
+#: SIGHUP a closed terminal, SIGXCPU a CPU-time limit.
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGXCPU")
+
+
+class SimulationInterrupted(KeyboardInterrupt):
+    """A run of :func:`simulate` stopped by Ctrl-C (or another stop signal).
+
+    The run stops between chunks, so everything here describes one consistent state.
+
+    Attributes
+    ----------
+    partial : xarray.Dataset
+        What was recorded so far (attributes ``partial`` = 1 if the run is incomplete,
+        ``t_reached``, ``stopped_by``).
+    signal : int
+        The signal that stopped the run (``signal.SIGINT`` for Ctrl-C).
+    checkpoint : Path or None
+        The checkpoint written on the way out (None without ``checkpoint=``); resume
+        from it with ``simulate(..., resume=checkpoint)``.
+    t : float
+        The time t = steps / N the run had reached.
+    exit_code : int
+        The conventional exit status for the signal, 128 + its number (130 for SIGINT,
+        143 for SIGTERM, 138 for SIGUSR1 on Linux).
+    """
+
+    def __init__(self, partial: xr.Dataset | None = None, *, signum: int = signal.SIGINT,
+                 checkpoint: Path | None = None, t: float = math.nan,
+                 message: str = "") -> None:
+        super().__init__(message or "simulation interrupted; the recorded part is in "
+                                    ".partial")
+        self.partial = partial
+        self.signal = int(signum)
+        self.checkpoint = checkpoint
+        self.t = t
+        self.exit_code = 128 + int(signum)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # the partial dataset stays behind
+        state: dict[str, Any] = {"signal": self.signal, "checkpoint": self.checkpoint,
+                                 "t": self.t, "exit_code": self.exit_code, "args": self.args}
+        if isinstance(self, SystemExit):
+            state["code"] = self.code
+        return (type(self), (None,), state)
+
+
+class SimulationTerminated(SimulationInterrupted, SystemExit):
+    """A run stopped by SIGTERM or another requested signal (not Ctrl-C).
+
+    Also a SystemExit with ``code`` = :attr:`exit_code`: left uncaught, it ends a
+    script quietly with the conventional status (143 for SIGTERM), as the signal would
+    have, after the checkpoint is written. Caught, it is a
+    :class:`SimulationInterrupted` like any other.
+    """
+
+    def __init__(self, partial: xr.Dataset | None = None, *, signum: int = signal.SIGTERM,
+                 checkpoint: Path | None = None, t: float = math.nan,
+                 message: str = "") -> None:
+        super().__init__(partial, signum=signum, checkpoint=checkpoint, t=t, message=message)
+        self.code = self.exit_code
+
+
+def _signal_numbers(stop_signals: Iterable[str | int]) -> list[signal.Signals]:
+    """Checked ``stop_signals`` as signal numbers, SIGINT first and always included."""
+    if isinstance(stop_signals, (str, int)):
+        stop_signals = [stop_signals]
+    out = [signal.SIGINT]
+    for s in stop_signals:
+        if isinstance(s, str):
+            name = s.upper() if s.upper().startswith("SIG") else "SIG" + s.upper()
+        else:
+            try:
+                name = signal.Signals(s).name
+            except (ValueError, TypeError):
+                raise ValueError(f"stop_signals must name signals among {STOP_SIGNALS}, "
+                                 f"got {s!r}") from None
+        if name not in STOP_SIGNALS:
+            raise ValueError(f"stop_signals must be among {STOP_SIGNALS}, got {s!r}")
+        if not hasattr(signal, name):
+            raise ValueError(f"stop_signals: {name} does not exist on this platform")
+        sig = signal.Signals[name]
+        if sig not in out:
+            out.append(sig)
+    return out
+
+
+class _StopRequest:
+    """The first stop signal received during a run (None while none came)."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def _deferred_signals(signals: Iterable[signal.Signals]) -> Iterator[_StopRequest]:
+    """Turn ``signals`` into a stop request for the duration of a run.
+
+    The handler only records the signal; the chunk loop looks at it between chunks, so
+    the engine state and the step counters are always committed together and a
+    checkpoint written on the way out describes one consistent state. Later signals are
+    ignored until the run has stopped (the checkpoint write is not cut short). The
+    previous handlers are restored afterwards. A signal that is ignored (SIG_IGN, e.g.
+    SIGINT of a background job) stays ignored, one whose handler was installed outside
+    Python is left alone, and outside the main thread (where Python cannot take
+    signals) nothing is installed.
+    """
+    request = _StopRequest()
+    previous: dict[signal.Signals, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if request.signum is None:
+            request.signum = signum
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            old = signal.getsignal(sig)
+            if old is signal.SIG_IGN or old is None:
+                continue
+            previous[sig] = old
+            signal.signal(sig, handler)
+    try:
+        yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def record_steps(N: int, t_max: float, record_every: float,
+                 times: ArrayLike | None = None) -> NDArray[np.int64]:
+    """Step counts s = round(t N) of the recorded states (increasing, unique) for the
+    grid of :func:`linvae.dataset.time_grid`."""
+    t = time_grid(t_max, record_every, times)
+    return np.unique(np.round(t * N).astype(np.int64))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _available_memory() -> float:
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return math.inf
+
+
+def _run_key(p: Params, *, steps: NDArray[np.int64], state: Mapping[str, NDArray[np.float64]] | None,
+             **settings: Any) -> dict[str, Any]:
+    """Everything that fixes a run's trajectory, as JSON-able values."""
+    key: dict[str, Any] = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                           for k, v in p.to_attrs().items()}
+    key.update(settings)
+    key["record_steps_sha256"] = hashlib.sha256(steps.tobytes()).hexdigest()
+    key["init"] = "random" if state is None else hashlib.sha256(
+        b"".join(np.ascontiguousarray(state[k]).tobytes() for k in ORDER_PARAMETERS)).hexdigest()
+    return key
+
+
+def _restore(path: str | os.PathLike[str], run_key: dict[str, Any], engine: Any,
+             ops: dict[str, NDArray[np.float64]]) -> tuple[int, int]:
+    """Load a checkpoint into the engine and the record arrays; returns (s0, n_done)."""
+    meta, arrays = io.load_checkpoint(path)
+    saved = meta["run"]
+    saved.setdefault("method", "weights")  # written before there was a choice
+    diff = sorted(k for k in set(saved) | set(run_key) if saved.get(k) != run_key.get(k))
+    if diff:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs call {run_key.get(k)!r}"
+                            for k in diff)
+        raise ValueError(f"resume: checkpoint {str(path)!r} belongs to another run ({details})")
+    for k, v in ops.items():
+        v[...] = arrays[f"op/{k}"]
+    for r in range(ops["D"].shape[0]):
+        prefix = f"replica{r}/"
+        state: dict[str, Any] = {k[len(prefix):]: v for k, v in arrays.items()
+                                 if k.startswith(prefix)}
+        for k, v in list(state.items()):  # scalars were stored as 0-d arrays
+            if np.ndim(v) == 0:
+                state[k] = v.item()
+        engine.set_state(r, state)
+    return int(meta["s0"]), int(meta["n_done"])
+
+
+def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seeds: int = 1,
+             seed: int = 0, init: str | Mapping[str, Any] | xr.Dataset = "random",
+             threads: int | None = None, dtype: Literal["float64", "float32"] = "float64",
+             progress: bool = True, times: ArrayLike | None = None,
+             blowup: float = 1e8, checkpoint: str | os.PathLike[str] | None = None,
+             checkpoint_every: float = 600.0,
+             resume: str | os.PathLike[str] | None = None,
+             noise: Literal["gaussian", "rademacher"] = "gaussian",
+             stop_signals: Iterable[str | int] = ("SIGTERM",),
+             method: Literal["weights", "gram"] = "weights") -> xr.Dataset:
+    """Run one-pass SGD for ``seeds`` independent replicas and record the order parameters.
+
+    Parameters
+    ----------
+    p : Params
+        Model and SGD parameters; ``p.beta`` may be a schedule (evaluated at t = s/N
+        before step s).
+    N : int
+        Input dimension.
+    t_max : float
+        Length of the run in time t = steps / N (round(t_max N) steps).
+    record_every : float
+        Spacing of the recorded times (ignored when ``times`` is given).
+    seeds : int
+        Number of independent replicas S; replica r uses the random streams of
+        (seed, r) only, so results do not depend on ``threads``.
+    seed : int
+        Base seed, 0 <= seed < 2**63.
+    init : "random" or mapping or Dataset
+        ``"random"``: W, V i.i.d. N(0, 1), D = 1 (the authors' default). Otherwise a
+        state {"m", "d", "Q", "E", "R", "D"} (or a dataset slice) realised exactly at
+        t = 0 as in docs/model.md#initial-states.
+    threads : int, optional
+        OpenMP threads over replicas (default: all available, at most S).
+    dtype : "float64" or "float32"
+        Precision of the weights. float32 updates them in float arithmetic and draws
+        float normals (its trajectories are not the float64 ones rounded, but follow
+        the same ODE with the same N^-1/2 fluctuations); about 1.7x faster, half the
+        memory. Order parameters are summed in float64 (for float32, Q and the step's
+        projections in float over runs of 128 rows first).
+    progress : bool
+        Show a progress bar on a terminal or in a notebook.
+    times : array-like, optional
+        Explicit recorded times in [0, t_max] instead of the regular grid.
+    blowup : float
+        A diagonal entry of Q or E above this counts as divergence.
+    checkpoint : path, optional
+        Save the complete run state (weights, generator states, records so far) to this
+        file, atomically, every ``checkpoint_every`` seconds of wall time, when a stop
+        signal arrives, and when the run ends (so resuming a finished run returns its
+        result at once). The path is checked before any work.
+    checkpoint_every : float
+        Seconds between checkpoints.
+    resume : path, optional
+        Continue the run saved in this checkpoint. The call must have the same parameters
+        as the one that wrote it; the result is bit-identical to an uninterrupted run,
+        whenever the interruption came. Give ``checkpoint`` too (the same path) to keep
+        checkpointing the continued run.
+    noise : "gaussian" or "rademacher"
+        Distribution of the background noise n. Gaussian is the model; Rademacher
+        (n_i = +-1) has the same first two moments, hence the same ODE limit, and is
+        faster to draw. The signal factors c stay Gaussian.
+    stop_signals : sequence of signal names
+        Signals that stop the run like Ctrl-C, besides SIGINT (which always does): the
+        run stops at the end of the current chunk (about 0.1 s), writes its checkpoint
+        and raises :class:`SimulationTerminated`. Default ``("SIGTERM",)``, what batch
+        systems send at the wall-time limit; add ``"SIGUSR1"`` for ``sbatch
+        --signal=B:USR1@120``. Allowed: :data:`STOP_SIGNALS`. The handlers are in place
+        only during the call (in the main thread) and the previous ones are restored.
+    method : "weights" or "gram"
+        ``"weights"``: SGD itself on the N-vectors W, V (cost per step ~ N). ``"gram"``:
+        the Gram chain of docs/model.md#gram-chain, which draws the exact finite-N law of
+        the order parameters at a cost per step independent of N (about 55 ns for
+        M = M* = 1). It needs Gaussian noise, float64 and N >= M* + 2M. Its trajectories
+        have the same law as those of "weights", but the same seed gives another (equally
+        distributed) trajectory.
+
+    Raises
+    ------
+    SimulationInterrupted
+        Ctrl-C (SIGINT) stopped the run; ``.partial``, ``.checkpoint``, ``.exit_code``.
+    SimulationTerminated
+        Another signal of ``stop_signals`` did; a SimulationInterrupted and a
+        SystemExit (uncaught: exit status 128 + signal number, e.g. 143).
+    linvae.errors.OutputError
+        ``checkpoint`` cannot be written (checked before any work).
+
+    Returns
+    -------
+    xarray.Dataset
+        m, d (replica, t, latent, factor); Q, E, R (replica, t, latent, latent2);
+        D (replica, t, latent); eg, rate, distortion, loss (replica, t); beta (t);
+        diverged, t_diverged, divergence (replica). Attributes hold every parameter.
+        A diverged replica's records after its divergence are NaN.
+    """
+    if not isinstance(p, Params):
+        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    N = check_int("N", N, ge=1)
+    t_max = check_real("t_max", t_max, gt=0.0)
+    if times is None:
+        record_every = check_real("record_every", record_every, gt=0.0, le=t_max)
+    S = check_int("seeds", seeds, ge=1)
+    seed = check_int("seed", seed, ge=0, le=2**63 - 1)  # stored as a netCDF int64
+    blowup = check_real("blowup", blowup, gt=0.0)
+    checkpoint_every = check_real("checkpoint_every", checkpoint_every, ge=0.0)
+    if noise not in ("gaussian", "rademacher"):
+        raise ValueError(f"noise must be 'gaussian' or 'rademacher', got {noise!r}")
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be 'weights' or 'gram', got {method!r}")
+    K = p.M_star + 2 * p.M  # columns of [W*, W, V]
+    if method == "gram":
+        if noise != "gaussian":
+            raise ValueError(f"method='gram' needs noise='gaussian', got {noise!r}: the Gram "
+                             f"chain is exact only for Gaussian data (use method='weights')")
+        if dtype != "float64":
+            raise ValueError(f"method='gram' runs in float64 only, got dtype={dtype!r} "
+                             f"(its cost does not depend on N, so float32 would gain nothing)")
+        if N < K:
+            raise ValueError(f"method='gram' needs N >= M_star + 2 M = {K}, got {N}")
+    signals = _signal_numbers(stop_signals)
+    # from here on a stop signal only sets a flag, seen between chunks of the run
+    with _deferred_signals(signals) as stop:
+        if checkpoint is not None:
+            checkpoint = io.check_output(checkpoint, "checkpoint")
+        if resume is not None and not Path(resume).is_file():
+            raise FileNotFoundError(f"checkpoint {str(resume)!r} does not exist")
+        info = _core.build_info()
+        nthreads = (min(S, int(info["max_threads"])) if threads is None
+                    else check_int("threads", threads, ge=1))
+        if max(p.M, p.M_star) > info["max_latents"]:
+            raise ValueError(f"M and M_star must be <= {info['max_latents']} "
+                             f"for the engine, got M={p.M}, M_star={p.M_star}")
+
+        if isinstance(init, str):
+            if init != "random":
+                raise ValueError(f"init must be 'random' or a state mapping, got {init!r}")
+            state = None
+            if N < p.M_star:
+                raise ValueError(f"N must be >= M_star={p.M_star} for an orthonormal teacher, "
+                                 f"got {N}")
+        else:
+            state = parse_state(init, p)
+            if N < K:
+                raise ValueError(f"N must be >= M_star + 2 M = {K} to realise a prescribed init, "
+                                 f"got {N}")
+
+        if t_max * N > 2.0**62:  # steps are counted in int64
+            raise ValueError(f"t_max={t_max:g} at N={N} means {t_max * N:.3g} steps, beyond the "
+                             f"engine's limit of 2^62")
+        itemsize = 8 if dtype == "float64" else 4
+        if method == "gram":  # G and its compensation terms, whatever N
+            weights = S * 2 * K * K * 8
+        else:  # W, V, W*, x, streams
+            weights = S * ((2 * p.M + p.M_star + 1) * N * itemsize + 40 * N)
+        T_est = np.size(times) if times is not None else t_max / record_every + 2
+        records = T_est * (S * (2 * p.M * p.M_star + 3 * p.M * p.M + p.M) + 2) * 8
+        avail = _available_memory()
+        if weights + records > avail:  # say so before allocating, naming what dominates
+            what = (f"N={N} with seeds={S} needs about {weights / 2**30:.1f} GiB for the weights"
+                    if weights >= records else
+                    f"record_every={record_every:g} with t_max={t_max:g} and seeds={S} records "
+                    f"{T_est:.3g} times, which needs about {records / 2**30:.3g} GiB")
+            raise MemoryError(f"{what}, but only {avail / 2**30:.1f} GiB of memory is available")
+
+        steps = record_steps(N, t_max, record_every, times)
+        total = round(t_max * N)
+        T = steps.size
+        ops = {k: np.full((S, T, *shape), np.nan)
+               for k, shape in (("m", (p.M, p.M_star)), ("d", (p.M, p.M_star)), ("Q", (p.M, p.M)),
+                                ("E", (p.M, p.M)), ("R", (p.M, p.M)), ("D", (p.M,)))}
+        # what a checkpoint must agree on to continue this very run
+        run_key = _run_key(p, N=N, t_max=t_max, seeds=S, seed=seed, dtype=dtype, blowup=blowup,
+                           noise=noise, method=method, steps=steps, state=state)
+
+        engine_cls: Any = (_core.GramEngine if method == "gram" else
+                           _core.Engine64 if dtype == "float64" else _core.Engine32)
+        engine = engine_cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam,
+                            tau=p.tau, blowup=blowup, seed=seed, replicas=S,
+                            rademacher=noise == "rademacher")
+        s0, n_done = 0, 0  # next step to take, records taken
+        if resume is not None:
+            s0, n_done = _restore(resume, run_key, engine, ops)
+        elif state is None:
+            engine.init_random(nthreads)
+        elif method == "gram":  # the Gram matrix itself: the start is taken exactly
+            engine.init_gram(state_gram(state), state["D"].tolist(), nthreads)
+        else:
+            engine.init_prescribed(gram_sqrt(state_gram(state)), state["D"].tolist(), nthreads)
+
+        attrs = {"kind": "simulation", "N": N, "seed": seed, "replicas": S, "t_max": t_max,
+                 "record_every": record_every if times is None else float("nan"), "dtype": dtype,
+                 "init": "random" if state is None else "prescribed", "blowup": blowup,
+                 "noise": noise, "method": method,
+                 "linvae_version": version("linvae")}
+
+        def dataset(n_done: int) -> xr.Dataset:
+            status, taken = engine.status()
+            reasons = np.array([DIVERGENCE_REASONS[int(c)] for c in status], dtype=object)
+            ds = make_dataset({k: v[:, :n_done] for k, v in ops.items()}, steps[:n_done] / N, p,
+                              lead=("replica", "t"), attrs=attrs)
+            diverged = status != 0
+            ds["diverged"] = ("replica", diverged)
+            ds["t_diverged"] = ("replica", np.where(diverged, taken / N, np.nan))
+            ds["divergence"] = ("replica", reasons.astype(str))
+            return ds
+
+        def save_checkpoint() -> None:
+            assert checkpoint is not None
+            arrays = {f"op/{k}": v for k, v in ops.items()}
+            for r in range(S):
+                for k, v in engine.get_state(r).items():
+                    arrays[f"replica{r}/{k}"] = np.asarray(v)
+            io.save_checkpoint(checkpoint, {"run": run_key, "s0": s0, "n_done": n_done}, arrays)
+
+        # work per step in the units of _CHUNK_WORK (the Gram chain's from its timings)
+        per_step = (10 * K * K / 9 if method == "gram" else N * (p.M + 1)) \
+            * math.ceil(S / nthreads)
+        chunk = max(1, min(total, _CHUNK_STEPS, int(_CHUNK_WORK / per_step)))
+        last_save = time.monotonic()
+        saved_at = s0 if resume is not None and checkpoint is not None and \
+            Path(resume).resolve() == Path(checkpoint).resolve() else -1
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=s0, unit="step", unit_scale=True,
+                   desc=f"simulate {method} N={N} S={S}", disable=None if progress else True,
+                   leave=False)
+        # without a terminal the bar is off: a batch log gets a line now and then instead
+        log_progress = progress and bool(bar.disable)
+        t_start, s_start, last_log = time.monotonic(), s0, time.monotonic()
+        try:
+            while n_done < T and stop.signum is None and not np.all(engine.status()[0] != 0):
+                n = min(chunk, total - s0)
+                last = s0 + n >= total
+                hi = s0 + n + 1 if last else s0 + n  # the last run records the final state
+                lo_i, hi_i = np.searchsorted(steps, [s0, hi])
+                offsets = (steps[lo_i:hi_i] - s0).astype(np.int64)
+                # the same values either way; a constant needs no evaluation per step
+                beta = (np.full(n, p.beta_inf) if p.beta.is_constant
+                        else p.beta_at((s0 + np.arange(n)) / N))
+                # a signal here only sets a flag, never raises, so the engine state and
+                # the counters below are always committed together
+                engine.run(beta, offsets, ops["m"], ops["d"], ops["Q"], ops["E"], ops["R"],
+                           ops["D"], rec_start=int(lo_i), threads=nthreads)
+                s0, n_done = s0 + n, int(hi_i)
+                bar.update(n)
+                if log_progress and time.monotonic() - last_log >= _LOG_EVERY:
+                    last_log = time.monotonic()
+                    rate = (s0 - s_start) / max(last_log - t_start, 1e-9)
+                    log.info("simulate %s N=%d S=%d: t = %.4g of %g (%.0f%%), %s so far, "
+                             "about %s to go", method, N, S, s0 / N, t_max, 100 * s0 / total,
+                             _duration(last_log - t_start), _duration((total - s0) / rate))
+                if checkpoint is not None and not last and \
+                        time.monotonic() - last_save >= checkpoint_every:
+                    save_checkpoint()
+                    saved_at, last_save = s0, time.monotonic()
+        except KeyboardInterrupt:  # raised by Python code, not by a signal (deferred above)
+            stop.signum = signal.SIGINT
+        finally:
+            bar.close()
+        # still inside the deferral: a second signal cannot cut the final write short
+        if checkpoint is not None and saved_at != s0:
+            save_checkpoint()
+        if stop.signum is not None:
+            partial = dataset(n_done)
+            partial.attrs.update(partial=int(n_done < T), t_reached=s0 / N,
+                                 stopped_by=signal.Signals(stop.signum).name)
+            name = signal.Signals(stop.signum).name
+            where = (f"checkpoint written to {str(checkpoint)!r}: run the same call with "
+                     f"resume={str(checkpoint)!r} to continue" if checkpoint is not None else
+                     "no checkpoint= was given, so a rerun starts over")
+            msg = (f"simulation stopped by {name} at t = {s0 / N:.6g} of {t_max:g}; {where}; "
+                   f"the recorded part is in .partial")
+            if stop.signum == signal.SIGINT:
+                raise SimulationInterrupted(partial, signum=stop.signum, checkpoint=checkpoint,
+                                            t=s0 / N, message=msg)
+            # an uncaught SystemExit prints nothing itself, so say it here
+            log.warning("%s", msg, extra={"linvae_stop_notice": True})
+            raise SimulationTerminated(partial, signum=stop.signum, checkpoint=checkpoint,
+                                       t=s0 / N, message=msg)
+
+        ds = dataset(T)
+        for r in np.flatnonzero(ds["diverged"].values):
+            warnings.warn(f"replica {r} diverged at t = {float(ds['t_diverged'][r]):.4g} "
+                          f"({ds['divergence'].values[r]}); it was stopped, its later records "
+                          f"are NaN, and the other replicas went on", DivergenceWarning,
+                          stacklevel=2)
+        return ds
