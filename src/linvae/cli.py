@@ -695,17 +695,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp = add("reproduce", "regenerate every figure family of the paper",
              "Regenerate the paper's figure families into a folder, PNG and PDF each, with "
              "the data (netCDF) next to them and summary.md (measured thresholds and "
-             "exponents next to the theory, run times): 1 sgd_vs_ode (SGD vs ODE at three N "
-             "and gap vs N), 2 collapse (steady state vs beta, threshold rho + eta), 3 "
+             "exponents next to the theory, run times): 1 sgd_vs_ode (SGD vs ODE, gap vs N "
+             "from N = 10 to 1e7), 2 collapse (steady state vs beta, threshold rho + eta), 3 "
              "superfluous ((M, M*) = (2, 1), beta below/above eta), 4 annealing "
              "(convergence time vs gamma, gamma*), 5 disentanglement (m over t, M = M* = 2), "
              "6 optimal_beta (steady-state eps_g vs beta for several rho, minimum at "
-             "beta = eta). About 2 minutes on 2 idle cores; --quick about 15 s.")
+             "beta = eta). About 140 s on 2 cores; --quick about 20 s.")
     _add_common(rp)
     rp.add_argument("--out", type=Path, default=Path("linvae-reproduce"),
                     help="output folder (created if missing)")
     rp.add_argument("--quick", action="store_true",
-                    help="smaller N, fewer replicas and grid points (about 10 s)")
+                    help="smaller N, fewer replicas and grid points (about 20 s)")
     rp.add_argument("--only", nargs="+", choices=list(FAMILIES), default=None,
                     help="run only these figure families")
     rp.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,

@@ -24,7 +24,10 @@ the file. Keys are the flag names with underscores (``--t-max`` -> ``t_max``,
     Ns = [500, 1000, 2000]
 
 A key that no command knows is an error (a typo must not be ignored silently); a key
-that only other commands use is skipped, so one file can serve several commands.
+that only other commands use is skipped, so one file can serve several commands. A key
+in [run] reaches every command that has the flag: ``method`` is the simulation method
+of ``simulate`` and ``compare`` but the solver of ``ode``, so it belongs in their own
+sections.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 Six independent families, each written as ``<name>.png`` and ``<name>.pdf`` with its
 data (netCDF, via :func:`linvae.io.save`) next to it:
 
-1. ``sgd_vs_ode``: SGD at three N against the ODE (m, d, Q, E, R, D, eps_g) and the
-   SGD-ODE gap vs N with fitted exponents (theory -1/2); :func:`linvae.compare`.
+1. ``sgd_vs_ode``: SGD against the ODE (m, d, Q, E, R, D, eps_g) and the SGD-ODE gap
+   vs N with fitted exponents (theory -1/2), from N = 10 to 1e7 (1e6 with ``quick``):
+   the weights up to N = 1e4, the Gram chain above (and at 3000, inside the weights'
+   range); :func:`linvae.compare`.
 2. ``collapse``: steady state vs beta with the numerical threshold and rho + eta;
    :func:`linvae.findings.collapse_sweep`.
 3. ``superfluous``: (M, M*) = (2, 1) for beta below and above eta;
