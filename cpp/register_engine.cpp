@@ -4,7 +4,6 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <string>
 #include <utility>
 #include <vector>
 
@@ -13,23 +12,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bind_engine.hpp"
 #include "linvae/engine.hpp"
 
 namespace py = pybind11;
 using linvae::Engine;
-using linvae::ModelConfig;
+using linvae::bind::carray;
+using linvae::bind::check_replica;
+using linvae::bind::expect_shape;
 
 namespace {
-
-template <class T>
-using carray = py::array_t<T, py::array::c_style>;
-
-// The bindings trust nothing: a wrong shape here would be a write out of bounds.
-void expect_shape(const py::array& a, std::vector<py::ssize_t> shape, const char* name) {
-    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
-    if (!ok) throw py::value_error(std::string(name) + " has the wrong shape");
-}
 
 // The per-latent arrays of a pending update, by the names get_state/set_state use.
 std::array<std::pair<const char*, std::array<double, linvae::kMaxLatents>*>, 5> pending_arrays(
@@ -44,17 +36,10 @@ void register_engine_type(py::module_& m, const char* name) {
         .def(py::init([](std::int64_t N, int M, int M_star, std::vector<double> rho, double eta,
                          double lam, double tau, double blowup, std::uint64_t seed, int replicas,
                          bool rademacher) {
-                 ModelConfig c;
-                 c.N = N;
-                 c.M = M;
-                 c.Ms = M_star;
-                 c.rho = std::move(rho);
-                 c.eta = eta;
-                 c.lam = lam;
-                 c.tau = tau;
-                 c.blowup = blowup;
-                 c.rademacher = rademacher;
-                 return std::make_unique<E>(std::move(c), seed, replicas);
+                 return std::make_unique<E>(linvae::bind::model_config(N, M, M_star, std::move(rho),
+                                                                      eta, lam, tau, blowup,
+                                                                      rademacher),
+                                            seed, replicas);
              }),
              py::arg("N"), py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"),
              py::arg("lam"), py::arg("tau"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"),
@@ -63,55 +48,16 @@ void register_engine_type(py::module_& m, const char* name) {
              py::call_guard<py::gil_scoped_release>())
         .def("init_prescribed", &E::init_prescribed, py::arg("S"), py::arg("D"), py::arg("threads"),
              py::call_guard<py::gil_scoped_release>())
-        .def("run",
-             [](E& e, carray<double> beta, carray<std::int64_t> records, carray<double> m,
-                carray<double> d, carray<double> Q, carray<double> E_, carray<double> R,
-                carray<double> D, std::int64_t rec_start, int threads) {
-                 const auto& c = e.config();
-                 const py::ssize_t S = e.replicas();
-                 const std::int64_t n_steps = beta.ndim() == 1 ? beta.shape(0) : -1;
-                 if (n_steps < 0) throw py::value_error("beta must be one-dimensional");
-                 if (records.ndim() != 1) throw py::value_error("records must be one-dimensional");
-                 const py::ssize_t T = m.ndim() == 4 ? m.shape(1) : -1;
-                 expect_shape(m, {S, T, c.M, c.Ms}, "m");
-                 expect_shape(d, {S, T, c.M, c.Ms}, "d");
-                 expect_shape(Q, {S, T, c.M, c.M}, "Q");
-                 expect_shape(E_, {S, T, c.M, c.M}, "E");
-                 expect_shape(R, {S, T, c.M, c.M}, "R");
-                 expect_shape(D, {S, T, c.M}, "D");
-                 const std::int64_t n_rec = records.shape(0);
-                 const std::int64_t* rec = records.data();
-                 for (std::int64_t k = 0; k < n_rec; ++k)
-                     if (rec[k] < 0 || rec[k] > n_steps || (k > 0 && rec[k] <= rec[k - 1]))
-                         throw py::value_error("records must be increasing offsets in [0, len(beta)]");
-                 if (rec_start < 0 || rec_start + n_rec > T)
-                     throw py::value_error("records do not fit the output arrays");
-                 linvae::RecordSink sink{m.mutable_data(), d.mutable_data(), Q.mutable_data(),
-                                         E_.mutable_data(), R.mutable_data(), D.mutable_data(),
-                                         T, rec_start};
-                 const double* b = beta.data();
-                 py::gil_scoped_release release;
-                 e.run(b, n_steps, rec, n_rec, sink, threads);
-             },
-             py::arg("beta"), py::arg("records"), py::arg("m"), py::arg("d"), py::arg("Q"),
-             py::arg("E"), py::arg("R"), py::arg("D"), py::arg("rec_start"), py::arg("threads"))
-        .def("status",
-             [](E& e) {
-                 const int S = e.replicas();
-                 py::array_t<int> status(S);
-                 py::array_t<std::int64_t> steps(S);
-                 for (int r = 0; r < S; ++r) {
-                     status.mutable_at(r) = e.replica(r).status;
-                     steps.mutable_at(r) = e.replica(r).steps;
-                 }
-                 return py::make_tuple(status, steps);
-             },
+        .def("run", &linvae::bind::run<E>, py::arg("beta"), py::arg("records"), py::arg("m"),
+             py::arg("d"), py::arg("Q"), py::arg("E"), py::arg("R"), py::arg("D"),
+             py::arg("rec_start"), py::arg("threads"))
+        .def("status", &linvae::bind::status<E>,
              "(status code, steps taken) per replica; 0 = running, 1 = non-finite, "
              "2 = D <= 0, 3 = blow-up.")
         .def("flush", &E::flush, "Apply pending updates so that weights() is the current state.")
         .def("weights",
              [](E& e, int r) {
-                 if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
+                 check_replica(e, r);
                  const auto& c = e.config();
                  auto& rep = e.replica(r);
                  if (rep.has_pending) throw py::value_error("call flush() before weights()");
@@ -131,7 +77,7 @@ void register_engine_type(py::module_& m, const char* name) {
              py::arg("replica"), "Copies of W, V, W*, D of one replica (tests, inspection).")
         .def("get_state",
              [](E& e, int r) {
-                 if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
+                 check_replica(e, r);
                  const auto& c = e.config();
                  auto& rep = e.replica(r);
                  const int M = c.M;
@@ -169,18 +115,13 @@ void register_engine_type(py::module_& m, const char* name) {
              "generator states): set_state() of it continues bit for bit.")
         .def("set_state",
              [](E& e, int r, py::dict st) {
-                 if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
+                 check_replica(e, r);
                  const auto& c = e.config();
                  auto& rep = e.replica(r);
                  const py::ssize_t N = c.N, M = c.M, Ms = c.Ms;
                  constexpr int L = linvae::NormalStream::kLanes;
                  auto get = [&](const char* k, std::vector<py::ssize_t> shape, auto tag) {
-                     using T = decltype(tag);
-                     if (!st.contains(k)) throw py::value_error(std::string("state is missing ") + k);
-                     auto a = py::array_t<T, py::array::c_style>::ensure(st[k]);
-                     if (!a) throw py::value_error(std::string("state entry ") + k + " has the wrong type");
-                     expect_shape(a, shape, k);
-                     return a;
+                     return linvae::bind::state_entry<decltype(tag)>(st, k, std::move(shape));
                  };
                  auto copy = [](auto a, auto& dst) { std::copy(a.data(), a.data() + a.size(), dst.begin()); };
                  auto W = get("W", {N, M}, Real{});
@@ -217,7 +158,7 @@ void register_engine_type(py::module_& m, const char* name) {
              py::arg("replica"), py::arg("state"), "Restore a state from get_state().")
         .def("step_given",
              [](E& e, int r, carray<double> x, double beta) {
-                 if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
+                 check_replica(e, r);
                  expect_shape(x, {static_cast<py::ssize_t>(e.config().N)}, "x");
                  e.step_given(r, x.data(), beta);
              },

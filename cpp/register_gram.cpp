@@ -11,31 +11,20 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bind_engine.hpp"
 #include "linvae/gram.hpp"
 
 namespace py = pybind11;
 using linvae::GramEngine;
-using linvae::ModelConfig;
+using linvae::bind::carray;
+using linvae::bind::check_replica;
+using linvae::bind::expect_shape;
 
 namespace {
-
-template <class T>
-using carray = py::array_t<T, py::array::c_style>;
-
-// The bindings trust nothing: a wrong shape here would be a write out of bounds.
-void expect_shape(const py::array& a, std::vector<py::ssize_t> shape, const char* name) {
-    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
-    if (!ok) throw py::value_error(std::string(name) + " has the wrong shape");
-}
 
 std::vector<double> square_matrix(const carray<double>& a, int K, const char* name) {
     expect_shape(a, {K, K}, name);
     return std::vector<double>(a.data(), a.data() + a.size());
-}
-
-void check_replica(const GramEngine& e, int r) {
-    if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
 }
 
 }  // namespace
@@ -48,17 +37,10 @@ void register_gram(py::module_& m) {
         .def(py::init([](std::int64_t N, int M, int M_star, std::vector<double> rho, double eta,
                          double lam, double tau, double blowup, std::uint64_t seed, int replicas,
                          bool rademacher, bool compensated) {
-                 ModelConfig c;
-                 c.N = N;
-                 c.M = M;
-                 c.Ms = M_star;
-                 c.rho = std::move(rho);
-                 c.eta = eta;
-                 c.lam = lam;
-                 c.tau = tau;
-                 c.blowup = blowup;
-                 c.rademacher = rademacher;
-                 return std::make_unique<GramEngine>(std::move(c), seed, replicas, compensated);
+                 return std::make_unique<GramEngine>(
+                     linvae::bind::model_config(N, M, M_star, std::move(rho), eta, lam, tau, blowup,
+                                                rademacher),
+                     seed, replicas, compensated);
              }),
              py::arg("N"), py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"),
              py::arg("lam"), py::arg("tau"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"),
@@ -93,51 +75,12 @@ void register_gram(py::module_& m) {
              },
              py::arg("G"), py::arg("D"), py::arg("threads"),
              "A prescribed start from the Gram matrix itself, taken exactly.")
-        .def("run",
-             [](GramEngine& e, carray<double> beta, carray<std::int64_t> records, carray<double> m,
-                carray<double> d, carray<double> Q, carray<double> E_, carray<double> R,
-                carray<double> D, std::int64_t rec_start, int threads) {
-                 const auto& c = e.config();
-                 const py::ssize_t S = e.replicas();
-                 const std::int64_t n_steps = beta.ndim() == 1 ? beta.shape(0) : -1;
-                 if (n_steps < 0) throw py::value_error("beta must be one-dimensional");
-                 if (records.ndim() != 1) throw py::value_error("records must be one-dimensional");
-                 const py::ssize_t T = m.ndim() == 4 ? m.shape(1) : -1;
-                 expect_shape(m, {S, T, c.M, c.Ms}, "m");
-                 expect_shape(d, {S, T, c.M, c.Ms}, "d");
-                 expect_shape(Q, {S, T, c.M, c.M}, "Q");
-                 expect_shape(E_, {S, T, c.M, c.M}, "E");
-                 expect_shape(R, {S, T, c.M, c.M}, "R");
-                 expect_shape(D, {S, T, c.M}, "D");
-                 const std::int64_t n_rec = records.shape(0);
-                 const std::int64_t* rec = records.data();
-                 for (std::int64_t k = 0; k < n_rec; ++k)
-                     if (rec[k] < 0 || rec[k] > n_steps || (k > 0 && rec[k] <= rec[k - 1]))
-                         throw py::value_error("records must be increasing offsets in [0, len(beta)]");
-                 if (rec_start < 0 || rec_start + n_rec > T)
-                     throw py::value_error("records do not fit the output arrays");
-                 linvae::RecordSink sink{m.mutable_data(), d.mutable_data(), Q.mutable_data(),
-                                         E_.mutable_data(), R.mutable_data(), D.mutable_data(),
-                                         T, rec_start};
-                 const double* b = beta.data();
-                 py::gil_scoped_release release;
-                 e.run(b, n_steps, rec, n_rec, sink, threads);
-             },
-             py::arg("beta"), py::arg("records"), py::arg("m"), py::arg("d"), py::arg("Q"),
-             py::arg("E"), py::arg("R"), py::arg("D"), py::arg("rec_start"), py::arg("threads"),
+        .def("run", &linvae::bind::run<GramEngine>, py::arg("beta"), py::arg("records"),
+             py::arg("m"), py::arg("d"), py::arg("Q"), py::arg("E"), py::arg("R"), py::arg("D"),
+             py::arg("rec_start"), py::arg("threads"),
              "As Engine64.run: beta per step, records as increasing step offsets in "
              "[0, len(beta)], written at t index rec_start + k of the (S, T, ...) arrays.")
-        .def("status",
-             [](GramEngine& e) {
-                 const int S = e.replicas();
-                 py::array_t<int> status(S);
-                 py::array_t<std::int64_t> steps(S);
-                 for (int r = 0; r < S; ++r) {
-                     status.mutable_at(r) = e.replica(r).status;
-                     steps.mutable_at(r) = e.replica(r).steps;
-                 }
-                 return py::make_tuple(status, steps);
-             },
+        .def("status", &linvae::bind::status<GramEngine>,
              "(status code, steps taken) per replica; 0 = running, 1 = non-finite, "
              "2 = D <= 0, 3 = blow-up, 4 = Gram matrix not positive semidefinite.")
         .def("flush", [](GramEngine&) {}, "Nothing is pending in the Gram chain (as Engine64.flush).")
@@ -173,10 +116,7 @@ void register_gram(py::module_& m) {
                  const py::ssize_t K = e.K(), M = e.config().M;
                  auto get = [&](const char* k, std::vector<py::ssize_t> shape, auto tag) {
                      using T = decltype(tag);
-                     if (!st.contains(k)) throw py::value_error(std::string("state is missing ") + k);
-                     auto a = py::array_t<T, py::array::c_style>::ensure(st[k]);
-                     if (!a) throw py::value_error(std::string("state entry ") + k + " has the wrong type");
-                     expect_shape(a, shape, k);
+                     auto a = linvae::bind::state_entry<T>(st, k, std::move(shape));
                      return std::vector<T>(a.data(), a.data() + a.size());
                  };
                  auto scalar = [&](const char* k) {

@@ -27,10 +27,9 @@ void expect(bool ok, const std::string& what) {
     if (!ok) throw py::value_error(what);
 }
 
+// sched: the kScheduleParams parameters of the schedule of this kind
 ode::Model make_model(int M, int M_star, std::vector<double> rho, double eta, double lam, double tau,
-                      int kind, const std::vector<double>& sched) {
-    expect(sched.size() == static_cast<std::size_t>(ode::kScheduleParams),
-           "schedule_params must have 4 entries");
+                      int kind, const double* sched) {
     ode::Model m;
     m.M = M;
     m.Ms = M_star;
@@ -38,7 +37,7 @@ ode::Model make_model(int M, int M_star, std::vector<double> rho, double eta, do
     m.eta = eta;
     m.lam = lam;
     m.tau = tau;
-    m.beta = ode::Schedule::make(kind, sched.data());
+    m.beta = ode::Schedule::make(kind, sched);
     return m;
 }
 
@@ -85,15 +84,9 @@ struct GridInputs {
     }
 
     ode::Model model(py::ssize_t i) const {
-        ode::Model m;
-        m.M = M;
-        m.Ms = Ms;
-        m.rho.assign(rho.data() + i * Ms, rho.data() + (i + 1) * Ms);
-        m.eta = eta.data()[i];
-        m.lam = lam.data()[i];
-        m.tau = tau.data()[i];
-        m.beta = ode::Schedule::make(kind.data()[i], sched.data() + i * ode::kScheduleParams);
-        return m;
+        return make_model(M, Ms, std::vector<double>(rho.data() + i * Ms, rho.data() + (i + 1) * Ms),
+                          eta.data()[i], lam.data()[i], tau.data()[i], kind.data()[i],
+                          sched.data() + i * ode::kScheduleParams);
     }
 };
 
@@ -133,8 +126,10 @@ void register_ode(py::module_& m) {
         .def(py::init([](int M, int M_star, std::vector<double> rho, double eta, double lam, double tau,
                          int schedule_kind, std::vector<double> schedule_params,
                          std::vector<double> drift) {
+                 expect(schedule_params.size() == static_cast<std::size_t>(ode::kScheduleParams),
+                        "schedule_params must have 4 entries");
                  ode::System s(make_model(M, M_star, std::move(rho), eta, lam, tau, schedule_kind,
-                                          schedule_params));
+                                          schedule_params.data()));
                  s.set_drift(std::move(drift));
                  return s;
              }),

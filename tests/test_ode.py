@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
+from ode_oracle import random_state
 
 from linvae import Params, observables, schedules
 from linvae.dataset import make_dataset
@@ -27,21 +28,6 @@ from linvae.ode import (
 from linvae.reference import ReferenceSGD
 
 OPS = ("m", "d", "Q", "E", "R", "D")
-
-
-def random_state(p: Params, rng: np.random.Generator, rank_extra: int = 2) -> dict:
-    """A random physical state: a random PSD Gram matrix with identity teacher block."""
-    M, Ms = p.M, p.M_star
-    K = Ms + 2 * M
-    A = rng.standard_normal((K, K + rank_extra))
-    G = A @ A.T / (K + rank_extra)
-    Li = np.linalg.inv(np.linalg.cholesky(G[:Ms, :Ms]))
-    T = np.eye(K)
-    T[:Ms, :Ms] = Li  # congruence keeps G PSD and makes its teacher block I
-    G = T @ G @ T.T
-    a, b = Ms, Ms + M
-    return {"m": G[a:b, :a], "d": G[b:, :a], "Q": G[a:b, a:b], "E": G[b:, b:],
-            "R": G[a:b, b:], "D": rng.uniform(0.3, 1.5, M)}
 
 
 def weights_from_state(state: dict, N: int, rng: np.random.Generator):

@@ -62,6 +62,20 @@ struct RecordSink {
     std::int64_t rec_start;  // t index of this run's first record
 };
 
+// body(r) for every replica r < S, replicas in parallel on up to `threads` threads (each
+// replica is a sequential chain, taken by one thread).
+template <class F>
+void for_each_replica(int S, int threads, F&& body) {
+#ifdef _OPENMP
+    const int nt = std::max(1, std::min(threads, S));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int r = 0; r < S; ++r) body(r);
+#else
+    (void)threads;
+    for (int r = 0; r < S; ++r) body(r);
+#endif
+}
+
 // Storage for the weights: large arrays on 2 MiB pages where the kernel allows it
 // (Linux transparent huge pages in "madvise" mode). A step walks all of them, and with
 // 4 KiB pages every 512 rows of each array cost a TLB miss. Successive arrays start at
@@ -161,7 +175,7 @@ public:
 
     // The authors' start: W, V i.i.d. N(0, 1), D = 1, W* a random orthonormal frame * sqrt(N).
     void init_random(int threads) {
-        parallel_replicas(threads, [&](int r) {
+        for_each_replica(replicas(), threads, [&](int r) {
             Replica<Real>& rep = reps_[static_cast<std::size_t>(r)];
             NormalStream g(seed_, static_cast<std::uint64_t>(r), kInitStream);
             fill_normal(g, rep.Ws);
@@ -179,7 +193,7 @@ public:
         const int K = cfg_.Ms + 2 * cfg_.M;
         if (S.rows() != K || S.cols() != K || static_cast<int>(D0.size()) != cfg_.M)
             throw std::invalid_argument("init_prescribed: S must be K x K and D0 of length M");
-        parallel_replicas(threads, [&](int r) {
+        for_each_replica(replicas(), threads, [&](int r) {
             Replica<Real>& rep = reps_[static_cast<std::size_t>(r)];
             NormalStream g(seed_, static_cast<std::uint64_t>(r), kInitStream);
             fill_normal(g, rep.Ws);
@@ -218,7 +232,7 @@ public:
         if (by_blocks)
             for (int r = 0; r < replicas(); ++r) one(r);
         else
-            parallel_replicas(threads, one);
+            for_each_replica(replicas(), threads, one);
         block_threads_ = 1;
     }
 
@@ -246,19 +260,6 @@ private:
     SumLayout L_;
     std::vector<Replica<Real>> reps_;
     int block_threads_ = 1;
-
-    template <class F>
-    void parallel_replicas(int threads, F&& body) {
-        const int S = replicas();
-#ifdef _OPENMP
-        const int nt = std::max(1, std::min(threads, S));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int r = 0; r < S; ++r) body(r);
-#else
-        (void)threads;
-        for (int r = 0; r < S; ++r) body(r);
-#endif
-    }
 
     static void fill_normal(NormalStream& g, Weights<Real>& v) {
         std::vector<double> buf(static_cast<std::size_t>(std::min<std::int64_t>(kBlock, v.size())));

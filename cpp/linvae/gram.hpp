@@ -462,7 +462,7 @@ public:
     // Wishart(N - M*, I_2M) / N, drawn by Bartlett's decomposition B B^T (B lower
     // triangular, B_ii^2 ~ chi^2_{N - M* - i}, i from 0, B_ij ~ N(0, 1) below).
     void init_random(int threads) {
-        parallel_replicas(threads, [&](int r) {
+        for_each_replica(replicas(), threads, [&](int r) {
             GramReplica& rep = reps_[static_cast<std::size_t>(r)];
             NormalStream s(seed_, static_cast<std::uint64_t>(r), kGramInitStream);
             Xoshiro256pp& g = s.lane(0);
@@ -530,7 +530,7 @@ public:
         if (!positive_semidefinite(G0))
             throw std::invalid_argument("init: the Gram matrix [[I, m^T, d^T], [m, Q, R], "
                                         "[d, R^T, E]] is not positive semidefinite");
-        parallel_replicas(threads, [&](int r) { reset(reps_[static_cast<std::size_t>(r)], G0, D0); });
+        for_each_replica(replicas(), threads, [&](int r) { reset(reps_[static_cast<std::size_t>(r)], G0, D0); });
     }
 
     // Whether G (K x K row-major) has the chain's factor (the test of every step).
@@ -556,7 +556,7 @@ public:
     void run(const double* beta, std::int64_t n_steps, const std::int64_t* rec,
              std::int64_t n_rec, const RecordSink& sink, int threads) {
         dispatch([&](const auto& kern) {
-            parallel_replicas(threads, [&](int r) {
+            for_each_replica(replicas(), threads, [&](int r) {
                 GramReplica& rep = reps_[static_cast<std::size_t>(r)];
                 if (rep.status == kRunning) run_replica(kern, rep, r, beta, n_steps, rec, n_rec, sink);
             });
@@ -613,19 +613,6 @@ private:
             auto s = std::make_unique<Scratch>();
             f(*w, *s);
         }
-    }
-
-    template <class F>
-    void parallel_replicas(int threads, F&& body) {
-        const int S = replicas();
-#ifdef _OPENMP
-        const int nt = std::max(1, std::min(threads, S));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int r = 0; r < S; ++r) body(r);
-#else
-        (void)threads;
-        for (int r = 0; r < S; ++r) body(r);
-#endif
     }
 
     void reset(GramReplica& rep, const std::vector<double>& G, const std::vector<double>& D) const {

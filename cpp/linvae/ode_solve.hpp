@@ -172,6 +172,39 @@ public:
     std::vector<double> y;
     long nfev = 0, njev = 0, nlu = 0;
     std::string message;
+
+protected:
+    // The start of a one-method solver: t = t_old = t0, y = y0, f = f(t0, y0) unless f0
+    // gives it.
+    void start(System& sys, double t0, const double* y0, const double* f0, double t_end,
+               std::vector<double>& f) {
+        const int n = sys.size();
+        t = t_old = t0;
+        t_bound = t_end;
+        y.assign(y0, y0 + n);
+        f.assign(static_cast<std::size_t>(n), 0.0);
+        if (f0 != nullptr) {
+            std::copy(f0, f0 + n, f.begin());
+        } else {
+            sys.rhs(t, y.data(), f.data());
+            ++nfev;
+        }
+    }
+
+    // The step to try from t0 (SciPy's): h_abs, cut so that t0 + h does not pass t_bound;
+    // false, with SciPy's message, once h_abs is below min_step.
+    bool propose_step(double t0, double min_step, double& h_abs, double& h, double& t_new) {
+        if (h_abs < min_step) {
+            message = "Required step size is less than spacing between numbers.";
+            return false;
+        }
+        h = h_abs;
+        t_new = t0 + h;
+        if (t_new - t_bound > 0) t_new = t_bound;
+        h = t_new - t0;
+        h_abs = std::abs(h);
+        return true;
+    }
 };
 
 class Rk45 final : public Stepper {
@@ -180,17 +213,8 @@ public:
          double atol, bool detect_stiffness)
         : sys_(sys), n_(sys.size()), rtol_(std::max(rtol, 100 * kEps)), atol_(atol),
           detect_(detect_stiffness) {
-        t = t_old = t0;
-        this->t_bound = t_bound;
-        y.assign(y0, y0 + n_);
+        start(sys_, t0, y0, f0, t_bound, f_);
         y_old = y;
-        f_.assign(static_cast<std::size_t>(n_), 0.0);
-        if (f0 != nullptr) {
-            std::copy(f0, f0 + n_, f_.begin());
-        } else {
-            sys_.rhs(t, y.data(), f_.data());
-            ++nfev;
-        }
         h_abs_ = detail::select_initial_step(sys_, t, y.data(), f_.data(), t_bound, 4, rtol_, atol_,
                                              work_, nfev);
         K_.assign(static_cast<std::size_t>(7 * n_), 0.0);
@@ -228,15 +252,7 @@ public:
         double t_new = t0, h = 0.0, error_norm = 0.0;
         double* K = K_.data();
         while (!accepted) {
-            if (h_abs < min_step) {
-                message = "Required step size is less than spacing between numbers.";
-                return false;
-            }
-            h = h_abs;
-            t_new = t0 + h;
-            if (t_new - t_bound > 0) t_new = t_bound;
-            h = t_new - t0;
-            h_abs = std::abs(h);
+            if (!propose_step(t0, min_step, h_abs, h, t_new)) return false;
             // stages
             std::copy(f_.begin(), f_.end(), K);
             for (int s = 1; s < 6; ++s) {
@@ -358,18 +374,9 @@ public:
     Radau(System& sys, double t0, const double* y0, const double* f0, double t_bound, double rtol,
           double atol, double first_step = 0.0)
         : sys_(sys), n_(sys.size()), rtol_(std::max(rtol, 100 * kEps)), atol_(atol) {
-        t = t_old = t0;
-        this->t_bound = t_bound;
-        const int n = n_;
-        y.assign(y0, y0 + n);
+        start(sys_, t0, y0, f0, t_bound, f_);
         y_old = y;
-        f_.assign(static_cast<std::size_t>(n), 0.0);
-        if (f0 != nullptr) {
-            std::copy(f0, f0 + n, f_.begin());
-        } else {
-            sys_.rhs(t, y.data(), f_.data());
-            ++nfev;
-        }
+        const int n = n_;
         h_abs_ = first_step > 0 ? std::min(first_step, t_bound - t0)
                                 : detail::select_initial_step(sys_, t, y.data(), f_.data(), t_bound,
                                                               3, rtol_, atol_, work_, nfev);
@@ -414,15 +421,7 @@ public:
         const double C[3] = {(4 - S6) / 10, (4 + S6) / 10, 1.0};
         const double E[3] = {(-13 - 7 * S6) / 3, (-13 + 7 * S6) / 3, -1.0 / 3};
         while (!accepted) {
-            if (h_abs < min_step) {
-                message = "Required step size is less than spacing between numbers.";
-                return false;
-            }
-            h = h_abs;
-            t_new = t0 + h;
-            if (t_new - t_bound > 0) t_new = t_bound;
-            h = t_new - t0;
-            h_abs = std::abs(h);
+            if (!propose_step(t0, min_step, h_abs, h, t_new)) return false;
             if (!have_sol_) {
                 std::fill(Z0_.begin(), Z0_.end(), 0.0);
             } else {

@@ -812,6 +812,16 @@ def _threads(threads: Any) -> int:
     return 0 if threads is None else check_int("threads", threads, ge=1)
 
 
+def _grid_solver(method: Any, rtol: Any, atol: Any,
+                 psd_tol: Any) -> tuple[str, float, float, float]:
+    """The checked solver arguments of the grid calls, which run compiled."""
+    if not isinstance(method, str) or method not in COMPILED_METHODS:
+        raise ValueError(f"method must be one of {COMPILED_METHODS} (grids run compiled), "
+                         f"got {method!r}")
+    return (method, check_real("rtol", rtol, gt=0.0), check_real("atol", atol, gt=0.0),
+            check_real("psd_tol", psd_tol, gt=0.0))
+
+
 def _chunks(size: int) -> list[slice]:
     return [slice(i, min(i + _GRID_CHUNK, size)) for i in range(0, size, _GRID_CHUNK)]
 
@@ -912,12 +922,7 @@ def integrate_grid(p: Params, grid: Mapping[str, ArrayLike], t_max: float = 100.
         every = t_max if record_every is None else check_real("record_every", record_every,
                                                               gt=0.0, le=t_max)
         times = time_grid(t_max, every, t_eval, name="t_eval")
-    if not isinstance(method, str) or method not in COMPILED_METHODS:
-        raise ValueError(f"method must be one of {COMPILED_METHODS} (grids run compiled), "
-                         f"got {method!r}")
-    rtol = check_real("rtol", rtol, gt=0.0)
-    atol = check_real("atol", atol, gt=0.0)
-    psd_tol = check_real("psd_tol", psd_tol, gt=0.0)
+    method, rtol, atol, psd_tol = _grid_solver(method, rtol, atol, psd_tol)
     nthreads = _threads(threads)
     y0 = _grid_init(p, init, pts.size)
     P, T, n = pts.size, times.size, layout(p).size
@@ -1040,12 +1045,7 @@ def steady_state_grid(p: Params, grid: Mapping[str, ArrayLike],
     t_settle = (max(100.0, 20.0 / float(pts.tau.min())) if t_settle is None
                 else check_real("t_settle", t_settle, gt=0.0))
     max_rounds = check_int("max_rounds", max_rounds, ge=1)
-    if not isinstance(method, str) or method not in COMPILED_METHODS:
-        raise ValueError(f"method must be one of {COMPILED_METHODS} (grids run compiled), "
-                         f"got {method!r}")
-    rtol = check_real("rtol", rtol, gt=0.0)
-    atol = check_real("atol", atol, gt=0.0)
-    psd_tol = check_real("psd_tol", psd_tol, gt=0.0)
+    method, rtol, atol, psd_tol = _grid_solver(method, rtol, atol, psd_tol)
     eig_tol = check_real("eig_tol", eig_tol, gt=0.0)
     nthreads = _threads(threads)
     y0 = _grid_init(p, init, pts.size)

@@ -1,0 +1,108 @@
+// What the bindings of the engine-like classes share (Engine64/Engine32 in
+// register_engine.cpp, GramEngine in register_gram.cpp): the model configuration of their
+// constructors, runs into caller-owned arrays, status, and the checks of arguments and
+// state entries. Each register file keeps its own method names, arguments and docstrings.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "linvae/engine.hpp"  // ModelConfig, RecordSink
+
+namespace linvae::bind {
+
+namespace py = pybind11;
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;
+
+// The bindings trust nothing: a wrong shape here would be a write out of bounds.
+inline void expect_shape(const py::array& a, std::vector<py::ssize_t> shape, const char* name) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+    if (!ok) throw py::value_error(std::string(name) + " has the wrong shape");
+}
+
+template <class E>
+void check_replica(const E& e, int r) {
+    if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
+}
+
+inline ModelConfig model_config(std::int64_t N, int M, int M_star, std::vector<double> rho,
+                                double eta, double lam, double tau, double blowup,
+                                bool rademacher) {
+    ModelConfig c;
+    c.N = N;
+    c.M = M;
+    c.Ms = M_star;
+    c.rho = std::move(rho);
+    c.eta = eta;
+    c.lam = lam;
+    c.tau = tau;
+    c.blowup = blowup;
+    c.rademacher = rademacher;
+    return c;
+}
+
+// run(beta, records, m, d, Q, E, R, D, rec_start, threads): beta per step, records as
+// increasing step offsets in [0, len(beta)], written at t index rec_start + k of the
+// (S, T, ...) arrays.
+template <class E>
+void run(E& e, carray<double> beta, carray<std::int64_t> records, carray<double> m,
+         carray<double> d, carray<double> Q, carray<double> E_, carray<double> R,
+         carray<double> D, std::int64_t rec_start, int threads) {
+    const auto& c = e.config();
+    const py::ssize_t S = e.replicas();
+    const std::int64_t n_steps = beta.ndim() == 1 ? beta.shape(0) : -1;
+    if (n_steps < 0) throw py::value_error("beta must be one-dimensional");
+    if (records.ndim() != 1) throw py::value_error("records must be one-dimensional");
+    const py::ssize_t T = m.ndim() == 4 ? m.shape(1) : -1;
+    expect_shape(m, {S, T, c.M, c.Ms}, "m");
+    expect_shape(d, {S, T, c.M, c.Ms}, "d");
+    expect_shape(Q, {S, T, c.M, c.M}, "Q");
+    expect_shape(E_, {S, T, c.M, c.M}, "E");
+    expect_shape(R, {S, T, c.M, c.M}, "R");
+    expect_shape(D, {S, T, c.M}, "D");
+    const std::int64_t n_rec = records.shape(0);
+    const std::int64_t* rec = records.data();
+    for (std::int64_t k = 0; k < n_rec; ++k)
+        if (rec[k] < 0 || rec[k] > n_steps || (k > 0 && rec[k] <= rec[k - 1]))
+            throw py::value_error("records must be increasing offsets in [0, len(beta)]");
+    if (rec_start < 0 || rec_start + n_rec > T)
+        throw py::value_error("records do not fit the output arrays");
+    RecordSink sink{m.mutable_data(), d.mutable_data(), Q.mutable_data(), E_.mutable_data(),
+                    R.mutable_data(), D.mutable_data(), T, rec_start};
+    const double* b = beta.data();
+    py::gil_scoped_release release;
+    e.run(b, n_steps, rec, n_rec, sink, threads);
+}
+
+// (status code, steps taken) per replica.
+template <class E>
+auto status(E& e) {
+    const int S = e.replicas();
+    py::array_t<int> status(S);
+    py::array_t<std::int64_t> steps(S);
+    for (int r = 0; r < S; ++r) {
+        status.mutable_at(r) = e.replica(r).status;
+        steps.mutable_at(r) = e.replica(r).steps;
+    }
+    return py::make_tuple(status, steps);
+}
+
+// Entry k of a state dict for set_state, as a C-contiguous array of T of the given shape.
+template <class T>
+carray<T> state_entry(const py::dict& st, const char* k, std::vector<py::ssize_t> shape) {
+    if (!st.contains(k)) throw py::value_error(std::string("state is missing ") + k);
+    auto a = carray<T>::ensure(st[k]);
+    if (!a) throw py::value_error(std::string("state entry ") + k + " has the wrong type");
+    expect_shape(a, std::move(shape), k);
+    return a;
+}
+
+}  // namespace linvae::bind
