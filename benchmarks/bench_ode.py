@@ -15,20 +15,18 @@ end prints the medians per unit, the ratios and the CPU.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ode_oracle  # the NumPy oracle lives with the tests (pythonpath in pyproject.toml)
 import pytest
 
 import linvae
 import linvae.ode
 from linvae import Params, stability
-from linvae.ode import integrate, layout, overlap_state, rhs, steady_state_grid
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import ode_oracle  # the NumPy oracle lives with the tests
+from linvae.ode import integrate, layout, rhs, steady_state_grid
+from linvae.stability import search
+from linvae.states import overlap_state
 
 CASES = {
     "(1,1)": Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5),
@@ -72,14 +70,14 @@ def test_fixed_points(benchmark: Any, impl: str) -> None:
     # the per-latent blocks are cached across calls: start every round without them
     _info(benchmark, "fixed_points", "(2,1)", impl)
     benchmark.pedantic(stability.fixed_points, args=(FIXED_POINT,),
-                       setup=stability._block.cache_clear, rounds=5, iterations=1)
+                       setup=search._block.cache_clear, rounds=5, iterations=1)
 
 
 def _python_steady_states(points: list[Params], t_settle: float) -> None:
     # one round of steady_state_grid's algorithm per point: run, refine, eigenvalues
     for pp in points:
         end = linvae.ode.final_state(pp, t_settle)
-        out = stability._refine(pp, layout(pp).pack(end))
+        out = search._refine(pp, layout(pp).pack(end))
         if out is not None:
             np.linalg.eigvals(linvae.ode.jacobian(pp, out[0]))
 

@@ -52,8 +52,7 @@ void register_engine_type(py::module_& m, const char* name) {
              py::arg("d"), py::arg("Q"), py::arg("E"), py::arg("R"), py::arg("D"),
              py::arg("rec_start"), py::arg("threads"))
         .def("status", &linvae::bind::status<E>,
-             "(status code, steps taken) per replica; 0 = running, 1 = non-finite, "
-             "2 = D <= 0, 3 = blow-up.")
+             "(status code, steps taken) per replica; codes are the values of Status.")
         .def("flush", &E::flush, "Apply pending updates so that weights() is the current state.")
         .def("weights",
              [](E& e, int r) {
@@ -169,6 +168,15 @@ void register_engine_type(py::module_& m, const char* name) {
 }  // namespace
 
 void register_engine(py::module_& m) {
+    py::enum_<linvae::Status>(m, "Status", "Why a replica stopped (running: it did not).")
+        .value("running", linvae::kRunning)
+        .value("non_finite", linvae::kNonFinite)
+        .value("non_positive_D", linvae::kNonPositiveD)
+        .value("blow_up", linvae::kBlowUp)
+        .value("indefinite", linvae::kIndefinite, "the Gram chain's Gram matrix is not PSD");
+    py::tuple reasons(linvae::kStatusCount);
+    for (int k = 0; k < linvae::kStatusCount; ++k) reasons[k] = linvae::kStatusReasons[k];
+    m.attr("STATUS_REASONS") = reasons;
     register_engine_type<double>(m, "Engine64");
     register_engine_type<float>(m, "Engine32");
 }

@@ -81,8 +81,7 @@ void register_gram(py::module_& m) {
              "As Engine64.run: beta per step, records as increasing step offsets in "
              "[0, len(beta)], written at t index rec_start + k of the (S, T, ...) arrays.")
         .def("status", &linvae::bind::status<GramEngine>,
-             "(status code, steps taken) per replica; 0 = running, 1 = non-finite, "
-             "2 = D <= 0, 3 = blow-up, 4 = Gram matrix not positive semidefinite.")
+             "(status code, steps taken) per replica; codes are the values of Status.")
         .def("flush", [](GramEngine&) {}, "Nothing is pending in the Gram chain (as Engine64.flush).")
         .def("gram",
              [](GramEngine& e, int r) {

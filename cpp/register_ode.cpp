@@ -237,9 +237,9 @@ void register_ode(py::module_& m) {
             const py::ssize_t P = in.P, T = t_eval.shape(0);
             const int n = in.n;
             carray<double> Y({P, T, static_cast<py::ssize_t>(n)});
-            carray<std::int32_t> status({P}), event({P}), n_rec({P}), first_bad({P});
-            carray<double> t_event({P}), lam_min({P}), lam_bad({P});
-            carray<std::int64_t> nfev({P});
+            carray<std::int32_t> status(P), event(P), n_rec(P), first_bad(P);
+            carray<double> t_event(P), lam_min(P), lam_bad(P);
+            carray<std::int64_t> nfev(P);
             double* Yp = Y.mutable_data();
             std::fill(Yp, Yp + Y.size(), ode::kNaN);
             auto* fb = first_bad.mutable_data();
@@ -251,7 +251,7 @@ void register_ode(py::module_& m) {
             auto* te = t_event.mutable_data();
             auto* nf = nfev.mutable_data();
             const double* tev = t_eval.data();
-            const int nthreads = thread_count(threads);
+            [[maybe_unused]] const int nthreads = thread_count(threads);  // unused without OpenMP
             {
                 py::gil_scoped_release release;
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads)
@@ -319,15 +319,15 @@ void register_ode(py::module_& m) {
             const int n = in.n;
             carray<double> Y({P, static_cast<py::ssize_t>(n)}), ere({P, static_cast<py::ssize_t>(n)}),
                 eim({P, static_cast<py::ssize_t>(n)});
-            carray<std::int32_t> status({P});
-            carray<double> residual({P}), t_end({P}), max_real({P});
-            carray<std::int64_t> nfev({P});
+            carray<std::int32_t> status(P);
+            carray<double> residual(P), t_end(P), max_real(P);
+            carray<std::int64_t> nfev(P);
             double *Yp = Y.mutable_data(), *Rp = ere.mutable_data(), *Ip = eim.mutable_data();
             auto* st = status.mutable_data();
             auto *rs = residual.mutable_data(), *te = t_end.mutable_data(), *mr = max_real.mutable_data();
             auto* nf = nfev.mutable_data();
             const auto* nz = n_zero.data();
-            const int nthreads = thread_count(threads);
+            [[maybe_unused]] const int nthreads = thread_count(threads);  // unused without OpenMP
             {
                 py::gil_scoped_release release;
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads)

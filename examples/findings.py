@@ -42,7 +42,7 @@ def main(out: Path) -> None:
     vs_M = findings.superfluous_vs_M(Ms=(1, 2, 3, 4))
     findings.plot_superfluous(traj, vs_M).savefig(out / "superfluous.png", dpi=120)
     print("noise-fitting threshold at tau = 0.2:",
-          repr(linvae.noise_threshold(Params(M=2, M_star=1, rho=1.0, eta=1.0, tau=0.2))))
+          repr(linvae.stability.noise_threshold(Params(M=2, M_star=1, rho=1.0, eta=1.0, tau=0.2))))
 
     # 3. KL annealing: convergence time vs gamma for each schedule, gamma* marked
     ann = findings.annealing(gammas=np.geomspace(0.01, 1.0, 13))

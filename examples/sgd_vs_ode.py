@@ -11,7 +11,7 @@ from pathlib import Path
 import linvae
 
 p = linvae.Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, lam=0.0, tau=0.5)
-start = linvae.ode.overlap_state(p, 0.3)
+start = linvae.states.overlap_state(p, 0.3)
 cmp = linvae.compare(p, Ns=[1_000, 4_000, 16_000], t_max=10.0, replicas=4, init=start,
                      record_every=0.25, progress=True)
 print(cmp)

@@ -45,7 +45,7 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path: Path, dtype: str, st
     ckpt = tmp_path / "run.ckpt"
     with monkeypatch.context() as mp:
         interrupt_at_checkpoint(mp, stop_at)
-        with pytest.raises(linvae.SimulationInterrupted) as info:
+        with pytest.raises(linvae.errors.SimulationInterrupted) as info:
             linvae.simulate(P, dtype=dtype, checkpoint=ckpt, checkpoint_every=0.0, **RUN)
     partial = info.value.partial
     assert 0 < partial.sizes["t"] < full.sizes["t"]
@@ -60,7 +60,7 @@ def test_bad_checkpoints_are_rejected(tmp_path: Path, monkeypatch: pytest.Monkey
     ckpt = tmp_path / "run.ckpt"
     with monkeypatch.context() as mp:
         interrupt_at_checkpoint(mp, 3)
-        with pytest.raises(linvae.SimulationInterrupted):
+        with pytest.raises(linvae.errors.SimulationInterrupted):
             linvae.simulate(P, checkpoint=ckpt, checkpoint_every=0.0, **RUN)
     data = ckpt.read_bytes()
     (tmp_path / "truncated.ckpt").write_bytes(data[: len(data) // 2])

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import linvae
@@ -50,7 +51,7 @@ def test_help_of_every_command() -> None:
                "ode": ("rho_k", "beta", "docs/model.md#odes"),
                "compare": ("-1/2", "input dimensions N", "--replicas"),
                "stability": ("rho_k + eta", "gamma*", "--beta"),
-               "plot": ("eps_g", "mean +- sd", "--out"),
+               "plot": ("eps_g", "mean +- 2 sd", "--no-theory", "--out"),
                "reproduce": ("--quick", "summary.md", "--out"),
                "info": ("--help",)}
     for c in COMMANDS:
@@ -114,6 +115,67 @@ def test_round_trip_simulate_ode_plot(tmp_path: Path) -> None:
     for f in figs:
         assert f.stat().st_size > 1000
     assert figs[0].read_bytes()[:4] == b"\x89PNG" and figs[1].read_bytes()[:4] == b"%PDF"
+
+
+def _recorded_plot(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Record the ``theory`` that ``linvae plot`` hands to plot_result (and the figure)."""
+    from linvae import plot
+
+    seen: list[Any] = []
+    real = plot.plot_result
+
+    def spy(ds: Any, **kwargs: Any) -> Any:
+        fig = real(ds, **kwargs)
+        seen.append((kwargs.get("theory"), fig))
+        return fig
+
+    monkeypatch.setattr(plot, "plot_result", spy)
+    return seen
+
+
+@pytest.mark.parametrize("init", ["random", "overlap"])
+def test_plot_draws_the_predicted_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       init: str) -> None:
+    from linvae import plot
+    from linvae.states import overlap_state
+
+    p = linvae.Params(M=1, M_star=1, beta=0.5, tau=0.5)
+    start: Any = "random" if init == "random" else overlap_state(p)
+    ds = linvae.simulate(p, 500, 1.0, 0.25, seeds=4, seed=3, init=start, method="gram",
+                         progress=False)
+    f = linvae.io.save(ds, tmp_path / "sim.nc")
+    seen = _recorded_plot(monkeypatch)
+    assert cli.main(["-q", "plot", str(f), "--out", str(tmp_path / "a.png")]) == 0
+    theory, fig = seen[-1]
+    assert theory is not None and theory.attrs["N"] == 500 and theory.attrs["init"] == (
+        "random" if init == "random" else "prescribed")
+    np.testing.assert_allclose(theory["t"].values, ds["t"].values)
+    # the ODE from the file's start: at t = 0 the replica mean
+    assert float(theory["Q"].isel(t=0).squeeze()) == pytest.approx(
+        float(ds["Q"].isel(t=0).mean()), abs=1e-12 if init != "random" else 0.2)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert plot.THEORY_LABEL in labels and "ODE" in labels
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    # --no-theory: the replicas alone
+    assert cli.main(["-q", "plot", str(f), "--no-theory", "--out",
+                     str(tmp_path / "b.png")]) == 0
+    theory, fig = seen[-1]
+    assert theory is None
+    assert not any(ln.get_linestyle() == ":" for ax in fig.axes for ln in ax.get_lines())
+    assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_plot_without_the_theory_logs_one_line(tmp_path: Path) -> None:
+    p = linvae.Params(M=1, M_star=1, beta=0.5, tau=0.5)
+    ds = linvae.simulate(p, 300, 0.5, 0.25, seeds=2, method="gram", progress=False)
+    del ds.attrs["init"]  # the start is unknown: no theory
+    f = linvae.io.save(ds, tmp_path / "sim.nc")
+    out = cli_run("plot", str(f), "--out", str(tmp_path / "c.png"))
+    assert out.returncode == 0, out.stderr
+    warn = [ln for ln in out.stderr.splitlines() if "no predicted band" in ln]
+    assert len(warn) == 1 and "unknown start" in warn[0], out.stderr
+    assert "Traceback" not in out.stderr
+    assert (tmp_path / "c.png").stat().st_size > 1000
 
 
 def test_config_with_flag_override(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from gap_scaling import check_gap_shrinks_like_sqrt_n
 from linvae import Params
 from linvae.comparison import VARIABLES, Comparison, compare, fit_exponents, gap_statistics
 from linvae.dataset import make_dataset
-from linvae.ode import integrate, overlap_state
+from linvae.ode import integrate
+from linvae.states import overlap_state
 
 OPS = ("m", "d", "Q", "E", "R", "D")
 
@@ -146,16 +147,73 @@ def test_plots_render():
     fig = res.plot(variable="Q")
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2
+    # replicas and theory at the same multiple of their sd, both in the legend
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert plot.THEORY_LABEL in labels and "ODE ± 2σ/√N (theory)" in labels
+    assert "SGD N=1000 (mean ± 2 sd)" in labels
+    dotted = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == ":"]
+    n_entries = len(plot._default_entries(res.ode["Q"]))
+    assert len(dotted) == 2 * 2 * n_entries + 1  # +- per N and entry, and the proxy
     assert fig.axes[1].get_xscale() == "log"
     fig.savefig(io.BytesIO(), format="png")
     fig2 = plot.figure(ncols=2)
     plot.plot_trajectories(res.ode, res.sims, variable="eg", ax=fig2.axes[0])
+    # no theory given: no band
+    assert plot.THEORY_LABEL not in [t.get_text() for t in
+                                     fig2.axes[0].get_legend().get_texts()]
     plot.plot_gaps(res.gaps, stat="max", variables=["m", "D"], ax=fig2.axes[1])
     fig2.savefig(io.BytesIO(), format="png")
     with pytest.raises(ValueError, match="variable"):
         plot.plot_trajectories(res.ode, res.sims, variable="nope")
     with pytest.raises(ValueError, match="stat"):
         plot.plot_gaps(res.gaps, stat="median")
+
+
+def test_spread_is_the_linear_noise_approximation():
+    from linvae import fluctuations
+
+    res = compare(P, Ns=[1000, 4000], t_max=2.0, replicas=4, record_every=0.25,
+                  simulate_fn=make_fake_simulate(same_noise=False))
+    spread = res.spread
+    assert spread is not None
+    lna = fluctuations(P, 1000, 2.0, init=overlap_state(P), record_every=0.25)
+    np.testing.assert_allclose(spread["t"].values, res.ode["t"].values)
+    for v in VARIABLES:
+        assert spread[f"{v}_sd"].dims[:2] == ("N", "t")
+        # integrated once at N = 1, scaled by N^-1/2
+        np.testing.assert_allclose(spread[f"{v}_sd"].sel(N=1000).values,
+                                   lna[f"{v}_sd"].values, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(spread[f"{v}_sd"].sel(N=4000).values,
+                                   lna[f"{v}_sd"].values / 2, rtol=1e-6, atol=1e-12)
+        for N in (1000, 4000):
+            measured = res.sims[N][v].std("replica", ddof=1).values
+            np.testing.assert_allclose(spread[f"{v}_sd_measured"].sel(N=N).values, measured,
+                                       rtol=1e-12)
+    ratio = res.spread_ratio
+    assert ratio is not None and set(ratio["ratio"].dims) == {"N", "variable"}
+    assert np.all(np.isfinite(ratio["ratio"].values))
+    assert "replica sd / predicted sd" in repr(res)
+
+
+def test_compare_without_the_prediction(monkeypatch, caplog):
+    from linvae import finite_n, plot
+    from linvae.errors import IntegrationError
+
+    def broken(*args, **kwargs):
+        raise IntegrationError("covariance equation failed (simulated)")
+
+    monkeypatch.setattr(finite_n, "fluctuations", broken)
+    with caplog.at_level("WARNING", logger="linvae"):
+        res = compare(P, Ns=[1000, 4000], t_max=1.0, replicas=2, record_every=0.25,
+                      simulate_fn=make_fake_simulate())
+    assert res.spread is None and res.spread_ratio is None
+    assert np.all(np.isfinite(res.gaps["rms"].values))
+    assert "no predicted spread" in caplog.text and "simulated" in caplog.text
+    assert "replica sd" not in repr(res)
+    pytest.importorskip("matplotlib")
+    fig = res.plot()
+    assert plot.THEORY_LABEL not in [t.get_text() for t in
+                                     fig.axes[0].get_legend().get_texts()]
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "name"), [
@@ -187,4 +245,7 @@ def test_compare_against_real_sgd():
     check_gap_shrinks_like_sqrt_n(res, ["m", "d", "Q", "E", "R"])
     e = res.exponents["rms"].sel(variable="m").item()
     assert -0.8 < e < -0.25, e
+    # 16 replicas: an sd is known to ~18%, the median over times and entries better
+    r = res.spread_ratio["ratio"].sel(variable=["m", "Q", "R"]).values
+    assert np.all((r > 0.6) & (r < 1.5)), r
     assert res.sims[1000].attrs["kind"] == "simulation"

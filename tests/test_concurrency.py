@@ -32,7 +32,7 @@ def run(job: tuple[linvae.Params, dict[str, Any]], threads: int = 1) -> xr.Datas
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linvae.DivergenceWarning)
+        warnings.simplefilter("ignore", linvae.errors.DivergenceWarning)
         return linvae.simulate(p, t_max=1.0, record_every=0.1, seeds=2, threads=threads,
                                progress=False, **kw)
 

@@ -160,7 +160,7 @@ def test_superfluous_latent_raises_eg() -> None:
 
 def test_datasets_carry_eg_and_eg_authors() -> None:
     p = Params(rho=2.0, eta=0.5, beta=0.5, tau=0.5)
-    ds = linvae.integrate(p, t_max=2.0, init=linvae.ode.overlap_state(p, 0.5))
+    ds = linvae.integrate(p, t_max=2.0, init=linvae.states.overlap_state(p, 0.5))
     m, Q = ds["m"].values[:, 0, 0], ds["Q"].values[:, 0, 0]
     np.testing.assert_allclose(ds["eg"].values, 2.0 - 2 * np.sqrt(2.0) * np.abs(m) + Q)
     np.testing.assert_allclose(ds["eg_authors"].values, 1.0 - 2 * np.abs(m) + Q)

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 
 import linvae
-from linvae import _core
 from linvae.dataset import parse_state
 from linvae.reference import ReferenceSGD
 
-
-def make_engine(p: linvae.Params, N: int, *, seed: int = 0, replicas: int = 1,
-                dtype: str = "float64") -> _core.Engine64:
-    cls = _core.Engine64 if dtype == "float64" else _core.Engine32
-    return cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam, tau=p.tau,
-               blowup=1e8, seed=seed, replicas=replicas)
+EngineFactory = Callable[..., Any]
 
 
 CASES = [
@@ -28,10 +25,10 @@ CASES = [
 
 
 @pytest.mark.parametrize("p", CASES, ids=lambda p: f"M{p.M}Ms{p.M_star}")
-def test_steps_equal_numpy_reference(p: linvae.Params) -> None:
+def test_steps_equal_numpy_reference(p: linvae.Params, engine_factory: EngineFactory) -> None:
     # Same weights, same data vectors: the engine's update is docs/model.md#sgd exactly.
     N = 3000
-    e = make_engine(p, N, seed=7)
+    e = engine_factory(p, N, seed=7)
     e.init_random(1)
     e.flush()
     w = e.weights(0)
@@ -48,10 +45,10 @@ def test_steps_equal_numpy_reference(p: linvae.Params) -> None:
         np.testing.assert_allclose(w["D"], ref.D, rtol=0, atol=1e-15)
 
 
-def test_float32_step_matches_to_single_precision() -> None:
+def test_float32_step_matches_to_single_precision(engine_factory: EngineFactory) -> None:
     p = CASES[2]
     N = 2000
-    e = make_engine(p, N, dtype="float32")
+    e = engine_factory(p, N, dtype="float32")
     e.init_random(1)
     e.flush()
     w = e.weights(0)
@@ -65,9 +62,9 @@ def test_float32_step_matches_to_single_precision() -> None:
 
 
 @pytest.mark.parametrize("p", CASES[1:], ids=lambda p: f"M{p.M}Ms{p.M_star}")
-def test_teacher_is_orthonormal(p: linvae.Params) -> None:
+def test_teacher_is_orthonormal(p: linvae.Params, engine_factory: EngineFactory) -> None:
     N = 2500
-    e = make_engine(p, N, seed=3, replicas=2)
+    e = engine_factory(p, N, seed=3, replicas=2)
     e.init_random(2)
     e.flush()
     for r in range(2):
@@ -113,10 +110,10 @@ def test_infeasible_prescription_is_rejected() -> None:
         parse_state({**bad, "Q": np.eye(2)}, p)
 
 
-def test_engine_rejects_bad_output_arrays() -> None:
+def test_engine_rejects_bad_output_arrays(engine_factory: EngineFactory) -> None:
     # the bindings check shapes themselves: a wrong array must never be written out of bounds
     p = CASES[0]
-    e = make_engine(p, 100)
+    e = engine_factory(p, 100)
     e.init_random(1)
     ok = [np.zeros((1, 2, 1, 1))] * 5 + [np.zeros((1, 2, 1))]
     with pytest.raises(ValueError, match="shape"):
@@ -132,12 +129,12 @@ def test_engine_rejects_bad_output_arrays() -> None:
 @pytest.mark.parametrize("p", [*CASES, linvae.Params(M=4, M_star=1, lam=0.1),
                                linvae.Params(M=8, M_star=2, rho=[2.0, 1.0], tau=0.3)],
                          ids=lambda p: f"M{p.M}Ms{p.M_star}")
-def test_fused_run_equals_numpy_reference(p: linvae.Params, dtype: str) -> None:
+def test_fused_run_equals_numpy_reference(p: linvae.Params, dtype: str, engine_factory: EngineFactory) -> None:
     # The engine's own run (fused passes, hot paths): after each single-step run it holds
     # the weights before its pending update and the sample it drew, so the NumPy
     # reference can replay exactly the same samples and must land on the same weights.
     N = 2000
-    e = make_engine(p, N, seed=9, dtype=dtype)
+    e = engine_factory(p, N, seed=9, dtype=dtype)
     e.init_random(1)
     st = e.get_state(0)
     ref = ReferenceSGD(p, N, W=st["W"], V=st["V"], D=st["D"], W_star=st["W_star"])

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np
 import pytest
 import xarray as xr
 
-from linvae import Params, findings
+from linvae import Params, schedules
 from linvae.findings import (
     annealing,
     collapse_sweep,
     disentanglement,
     disentanglement_score,
-    entangled_state,
-    make_schedule,
     phase_diagram,
     plot_annealing,
     plot_collapse,
@@ -28,7 +22,9 @@ from linvae.findings import (
     superfluous,
     superfluous_vs_M,
 )
+from linvae.schedules import make_schedule
 from linvae.stability import stable_fixed_point
+from linvae.states import entangled_state
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +111,7 @@ def test_annealing_tanh_and_gamma_star():
 
 
 def test_make_schedule():
-    for kind in findings.SCHEDULES:
+    for kind in schedules.RATE_KINDS:
         s = make_schedule(kind, 0.5, 0.1)
         assert s.limit() == 0.5
         assert float(s(1e4)) == pytest.approx(0.5)

@@ -13,7 +13,8 @@ import pytest
 
 import linvae
 from linvae.comparison import gap_statistics
-from linvae.ode import integrate, overlap_state
+from linvae.ode import integrate
+from linvae.states import overlap_state
 
 P = linvae.Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)
 N = 100_000

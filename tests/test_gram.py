@@ -18,8 +18,9 @@ from scipy import stats
 import linvae
 from linvae import _core
 from linvae.observables import gram_sqrt, state_gram
-from linvae.ode import overlap_state
 from linvae.schedules import Tanh
+from linvae.simulation import empty_records, new_engine
+from linvae.states import overlap_state
 
 Ops = dict[str, np.ndarray]
 ENGINES = {"weights": _core.Engine64, "gram": _core.GramEngine}
@@ -27,16 +28,10 @@ ENGINES = {"weights": _core.Engine64, "gram": _core.GramEngine}
 
 def make_engine(kind: str, p: linvae.Params, N: int, replicas: int, seed: int,
                 **kw: Any) -> Any:
-    return ENGINES[kind](N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam,
-                         tau=p.tau, blowup=kw.pop("blowup", 1e8), seed=seed, replicas=replicas,
-                         **kw)
+    return new_engine(p, N, replicas=replicas, seed=seed, method=kind, **kw)
 
 
-def empty_ops(p: linvae.Params, S: int, T: int) -> Ops:
-    M, Ms = p.M, p.M_star
-    return {k: np.full((S, T, *shape), np.nan)
-            for k, shape in (("m", (M, Ms)), ("d", (M, Ms)), ("Q", (M, M)), ("E", (M, M)),
-                             ("R", (M, M)), ("D", (M,)))}
+empty_ops = empty_records
 
 
 def init(engine: Any, state: Ops | None, threads: int = 2) -> None:
@@ -414,4 +409,4 @@ def test_binding_rejects_what_the_chain_cannot_do() -> None:
     with pytest.raises(ValueError, match="N >= M\\* \\+ 2M = 3"):
         make_engine("gram", P11, 2, 1, seed=0)
     with pytest.raises(ValueError, match="Gaussian noise only"):
-        make_engine("gram", P11, 100, 1, seed=0, rademacher=True)
+        make_engine("gram", P11, 100, 1, seed=0, noise="rademacher")

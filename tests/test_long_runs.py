@@ -245,8 +245,8 @@ def test_stability_of_a_huge_model_is_refused_at_once(capsys: pytest.CaptureFixt
     line = one_line(capsys.readouterr().err)
     assert "limited to" in line and "(40, 1)" in line
     big = linvae.Params(M=40, M_star=1)
-    for call in (linvae.fixed_points, linvae.collapse_threshold, linvae.noise_threshold,
-                 linvae.convergence_time, linvae.step_size_limit):
+    for call in (linvae.fixed_points, linvae.collapse_threshold, linvae.stability.noise_threshold,
+                 linvae.stability.convergence_time, linvae.stability.step_size_limit):
         with pytest.raises(TooLargeError):
             call(big)
     with pytest.raises(ValueError, match="starting roles"):  # combinatorial starts
@@ -263,7 +263,7 @@ def test_runs_without_a_terminal_log_progress_and_time_to_go(
     lines = [r.getMessage() for r in caplog.records if "to go" in r.getMessage()]
     assert lines and "t = " in lines[0] and "of 5" in lines[0]
     with caplog.at_level(logging.INFO, logger="linvae.stability"):
-        linvae.step_size_limit(P.replace(tau=0.2), rtol=0.05)
+        linvae.stability.step_size_limit(P.replace(tau=0.2), rtol=0.05)
     assert any("bisection steps to go" in r.getMessage() for r in caplog.records)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import linvae
 from linvae import Params
-from linvae.ode import overlap_state
+from linvae.states import overlap_state
 
 ORDER = ("m", "d", "Q", "E", "R", "D")
 
@@ -43,7 +43,7 @@ def test_many_latents_prescribed() -> None:
 
 def test_N_one_random_init() -> None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linvae.DivergenceWarning)  # N = 1 is all noise
+        warnings.simplefilter("ignore", linvae.errors.DivergenceWarning)  # N = 1 is all noise
         ds = sim(Params(M=1, M_star=1), N=1, t_max=20.0, record_every=1.0, seeds=4)
     assert ds.sizes["t"] == 21
     for r in range(4):
@@ -86,7 +86,7 @@ def test_tiny_tau_barely_moves() -> None:
 
 @pytest.mark.parametrize("tau", [10.0, 1e3, 1e8, 1e300])
 def test_huge_tau_is_reported_as_divergence(tau: float) -> None:
-    with pytest.warns(linvae.DivergenceWarning, match="diverged"):
+    with pytest.warns(linvae.errors.DivergenceWarning, match="diverged"):
         ds = sim(Params(tau=tau), N=300, t_max=2.0, record_every=0.5, seeds=3)
     assert ds.diverged.all()
     assert set(ds.divergence.values) <= {"non-finite value", "D <= 0", "blow-up"}
@@ -100,7 +100,7 @@ def test_huge_tau_is_reported_as_divergence(tau: float) -> None:
 
 @pytest.mark.parametrize("blowup", [1e-3, 0.5])
 def test_small_blowup_threshold_flags_blow_up(blowup: float) -> None:
-    with pytest.warns(linvae.DivergenceWarning):
+    with pytest.warns(linvae.errors.DivergenceWarning):
         ds = sim(Params(), N=200, t_max=0.5, blowup=blowup)
     assert ds.diverged.all() and set(ds.divergence.values) == {"blow-up"}
 
@@ -110,7 +110,7 @@ def test_extreme_but_valid_parameters_stay_finite() -> None:
               Params(M=2, M_star=2, rho=[1e-12, 0.0], lam=10.0, tau=0.01),
               Params(beta=1e6, tau=1e-6)):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", linvae.DivergenceWarning)
+            warnings.simplefilter("ignore", linvae.errors.DivergenceWarning)
             ds = sim(p)
         for r in range(ds.sizes["replica"]):
             rep = ds.isel(replica=r)

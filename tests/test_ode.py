@@ -19,13 +19,12 @@ from linvae.ode import (
     jacobian,
     layout,
     min_gram_eigenvalue,
-    overlap_state,
     pack,
-    random_init_state,
     rhs,
     unpack,
 )
 from linvae.reference import ReferenceSGD
+from linvae.states import overlap_state, random_init_state
 
 OPS = ("m", "d", "Q", "E", "R", "D")
 

@@ -40,10 +40,11 @@ from linvae.ode import (
     jacobian,
     layout,
     min_gram_eigenvalue,
-    overlap_state,
     rhs,
     steady_state_grid,
 )
+from linvae.stability import search
+from linvae.states import overlap_state
 
 OPS = ("m", "d", "Q", "E", "R", "D")
 SCHEDULES = [0.6, schedules.Tanh(0.8, 0.3), schedules.Linear(1.1, 2.5, 0.2),
@@ -340,7 +341,7 @@ def test_steady_state_grid_equals_the_stable_fixed_point(p, grid):
         assert int(here["n_learned"]) == fp.kinds.count("learned")
         # the state is that fixed point up to the model's symmetries
         state = {k: here[k].values for k in OPS}
-        assert stability._equivalent(pp, fp.state, stability._canonical(state), tol=1e-7)
+        assert search._equivalent(pp, fp.state, search._canonical(state), tol=1e-7)
         np.testing.assert_allclose(float(here["eg"]),
                                    observables.eg(state["m"], state["Q"], pp.rho), rtol=1e-14)
 

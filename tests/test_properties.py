@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import linvae
 from linvae import Params, schedules
 from linvae.errors import IntegrationError
-from linvae.ode import overlap_state
+from linvae.states import overlap_state
 
 TRIED: Counter[str] = Counter()
 SETTINGS = settings(derandomize=True, deadline=None, database=None, print_blob=True,
@@ -124,7 +124,7 @@ def test_simulate_valid_input_is_finite_or_flagged(p: Params, N: int, t_max: flo
         ds = linvae.simulate(p, N=N, t_max=t_max, record_every=t_max / n_rec, seeds=seeds,
                              seed=seed, dtype=dtype, progress=False)  # type: ignore[arg-type]
     check_simulation(ds, p, N, t_max)
-    n_warned = sum(issubclass(w.category, linvae.DivergenceWarning) for w in caught)
+    n_warned = sum(issubclass(w.category, linvae.errors.DivergenceWarning) for w in caught)
     assert n_warned == int(ds.diverged.sum())
 
 
@@ -136,7 +136,7 @@ def test_simulate_prescribed_init_is_finite_or_flagged(p: Params, extra: int, ov
     TRIED["simulate prescribed"] += 1
     N = p.M_star + 2 * p.M + extra
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linvae.DivergenceWarning)
+        warnings.simplefilter("ignore", linvae.errors.DivergenceWarning)
         ds = linvae.simulate(p, N=N, t_max=0.2, record_every=0.1, seeds=2, seed=seed,
                              init=overlap_state(p, overlap), progress=False)
     check_simulation(ds, p, N, 0.2)

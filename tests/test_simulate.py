@@ -173,7 +173,7 @@ def test_simulate_rejects_non_params() -> None:
 
 def test_divergence_stops_the_replica_and_is_reported() -> None:
     # tau far beyond the stability limit: D is driven below zero within a few steps
-    with pytest.warns(linvae.DivergenceWarning, match="diverged"):
+    with pytest.warns(linvae.errors.DivergenceWarning, match="diverged"):
         ds = run(P.replace(tau=6.0), N=500, t_max=2.0, record_every=0.01, seeds=3)
     assert ds.diverged.all()
     for r in range(3):
@@ -197,7 +197,7 @@ def test_ctrl_c_returns_promptly_with_the_partial_result() -> None:
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
     t0 = time.perf_counter()
     timer.start()
-    with pytest.raises(linvae.SimulationInterrupted) as info:
+    with pytest.raises(linvae.errors.SimulationInterrupted) as info:
         linvae.simulate(P, N=20_000, t_max=500.0, record_every=0.01, seeds=2, progress=False)
     elapsed = time.perf_counter() - t0
     timer.cancel()

@@ -30,9 +30,9 @@ from test_interrupts import Child
 
 import linvae
 from linvae import cli
-from linvae.ode import overlap_state
 from linvae.schedules import Tanh
 from linvae.simulation import DIVERGENCE_REASONS, DivergenceWarning
+from linvae.states import overlap_state
 
 sim_module = importlib.import_module("linvae.simulation")
 
@@ -124,7 +124,7 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path: Path, stop_at: int,
     ckpt = tmp_path / "run.ckpt"
     with monkeypatch.context() as mp:
         interrupt_at_checkpoint(mp, stop_at)
-        with pytest.raises(linvae.SimulationInterrupted) as info:
+        with pytest.raises(linvae.errors.SimulationInterrupted) as info:
             linvae.simulate(P, method="gram", checkpoint=ckpt, checkpoint_every=0.0,
                             **CKPT_RUN)
     assert 0 < info.value.partial.sizes["t"] < full.sizes["t"]
@@ -148,7 +148,7 @@ def test_checkpoint_from_before_the_method_setting_resumes(
     ckpt = tmp_path / "old.ckpt"
     with monkeypatch.context() as mp:
         interrupt_at_checkpoint(mp, 3)
-        with pytest.raises(linvae.SimulationInterrupted):
+        with pytest.raises(linvae.errors.SimulationInterrupted):
             linvae.simulate(P, checkpoint=ckpt, checkpoint_every=0.0, **run_kw)
     meta, arrays = linvae.io.load_checkpoint(ckpt)
     del meta["run"]["method"], meta["format"]
@@ -164,11 +164,12 @@ GIANT: dict[str, Any] = {"N": 10**9, "t_max": 0.05, "record_every": 0.005, "seed
 GIANT_CHILD = textwrap.dedent("""
     import json, sys
     import linvae
+    import linvae.simulation  # load everything before the parent's signals come
 
     P = linvae.Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)
     print("start", flush=True)
     linvae.simulate(P, checkpoint=sys.argv[1], threads=1, progress=False,
-                    init=linvae.ode.overlap_state(P, 0.5), **json.loads(sys.argv[2]))
+                    init=linvae.states.overlap_state(P, 0.5), **json.loads(sys.argv[2]))
 """)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import linvae
 from linvae import Params, schedules
-from linvae.ode import jacobian, layout, min_gram_eigenvalue, overlap_state, pack, rhs
+from linvae.ode import jacobian, layout, min_gram_eigenvalue, pack, rhs
 from linvae.stability import (
     FixedPoint,
     Threshold,
@@ -25,6 +25,7 @@ from linvae.stability import (
     stable_fixed_point,
     step_size_limit,
 )
+from linvae.states import overlap_state
 
 DOC = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)  # docs/model.md#findings
 SUPERFLUOUS = Params(M=2, M_star=1, rho=1.0, eta=1.0, beta=0.9, tau=0.2)
@@ -200,7 +201,7 @@ def test_every_fixed_point_is_a_physical_root_and_stability_is_consistent(p):
                 assert np.abs(f.state["m"][k]).max() < 1e-6
                 assert f.state["Q"][k, k] > 0
     # no two reported fixed points are the same up to symmetry
-    from linvae.stability import _equivalent
+    from linvae.stability.search import _equivalent
 
     for i in range(len(fps)):
         for j in range(i):
@@ -235,7 +236,7 @@ def test_jacobian_matches_central_differences_at_fixed_points():
     for p in (DOC, SUPERFLUOUS, TWO):
         for f in fixed_points(p, integrate_starts=False)[:3]:
             y = layout(p).pack(f.state)
-            J = linvae.jacobian(p, f.state)
+            J = linvae.ode.jacobian(p, f.state)
             J_fd = _fd_jacobian(p, y)
             assert np.abs(J - J_fd).max() < 1e-6 * max(1.0, np.abs(J).max())
 

@@ -33,7 +33,7 @@ OWN_TASK = textwrap.dedent("""
     def doubled(p, *, x: float = 1.0):
         return xr.Dataset({"y": ((), 2.0 * p.beta_inf * x)})
 
-    linvae.register_task("doubled", doubled, replace=True)
+    linvae.sweeps.register_task("doubled", doubled, replace=True)
     {call}
 """)
 CALL = ('res = linvae.sweep(linvae.Params(), linvae.Grid(beta=[0.5, 1.0]), task="doubled", '

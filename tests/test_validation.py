@@ -345,7 +345,7 @@ def test_compare_rejects(fn: Callable[[], Any], exc: type[BaseException], match:
 
 
 # ---------------------------------------------------------------------------------------
-# linvae.fixed_points, linvae.collapse_threshold (stability.py)
+# linvae.fixed_points, linvae.collapse_threshold (linvae.stability)
 # ---------------------------------------------------------------------------------------
 def _stability_cases() -> list[Any]:
     if not hasattr(linvae, "fixed_points") or not hasattr(linvae, "collapse_threshold"):

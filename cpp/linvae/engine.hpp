@@ -28,6 +28,7 @@
 
 #include "kernel.hpp"
 #include "rng.hpp"
+#include "simd.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -40,7 +41,13 @@ constexpr std::int64_t kBlock = 4096;
 // Stream ids within a replica: weights initialisation, the factors c, then one per block.
 enum StreamId : std::uint64_t { kInitStream = 0, kSignalStream = 1, kFirstNoiseStream = 2 };
 
-enum Status : int { kRunning = 0, kNonFinite = 1, kNonPositiveD = 2, kBlowUp = 3 };
+// Why a replica stopped (kRunning: it did not). kIndefinite is the Gram chain's own: its
+// Gram matrix is not positive semidefinite, so it is the Gram matrix of no vectors.
+enum Status : int { kRunning = 0, kNonFinite = 1, kNonPositiveD = 2, kBlowUp = 3, kIndefinite = 4 };
+inline constexpr int kStatusCount = 5;
+// What each status means, in the words of the divergence reports.
+inline constexpr const char* kStatusReasons[kStatusCount] = {
+    "", "non-finite value", "D <= 0", "blow-up", "Gram matrix not positive semidefinite"};
 
 struct ModelConfig {
     std::int64_t N = 1;

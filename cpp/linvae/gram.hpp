@@ -49,10 +49,6 @@ namespace linvae {
 constexpr std::uint64_t kGramInitStream = std::uint64_t{1} << 62;
 constexpr std::uint64_t kGramStepStream = kGramInitStream + 1;
 
-// A status beyond the weight engine's: the Gram matrix is not positive semidefinite
-// (no factor exists, so the state is not the Gram matrix of any vectors).
-constexpr int kIndefinite = 4;
-
 // hi + lo += x by Knuth's two-sum: lo keeps the bits hi cannot hold, so an increment
 // of relative size 1/N is not rounded away, step after step, in the same direction.
 // keep = 0 drops lo, which makes it the plain hi += x (for comparison), without a branch.

@@ -18,7 +18,8 @@
 #include <type_traits>
 
 #include "normal_f32.hpp"
-#include "rng.hpp"  // SIMD detection and <immintrin.h>
+#include "rng.hpp"
+#include "simd.hpp"
 
 namespace linvae {
 
@@ -178,7 +179,7 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
     }
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef LINVAE_HAVE_AVX2_PATH
 // The step pass (pending update and new sample, no record) for float64 weights and
 // M = 4 or 8, a row at a time with its latents in AVX2 registers: the arithmetic of
 // block_pass entry by entry in the same order (each sum over rows runs in row order, W_i
@@ -249,7 +250,7 @@ LINVAE_AVX2 void block_pass_step_avx2(
 }
 #endif
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef LINVAE_HAVE_AVX2_PATH
 // The step pass for float64 weights and M = 2: two rows (four weights, contiguous in the
 // row-major W) per AVX2 register, rows of even and odd index on their own halves, which
 // block_pass's two lanes for M = 2 mirror; W_i . b is a horizontal add, as dot_latents<2>.
@@ -466,7 +467,7 @@ void block_pass_m1(std::int64_t i0, std::int64_t i1, typename Lanes::Real* __res
     finish_block_m1(acc, i0, i1, groups, noise, W, V, Ws, x, k, L, out);
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef LINVAE_HAVE_AVX2_PATH
 // Four rows of Real at a time as doubles (float32 weights are widened exactly).
 LINVAE_AVX2 inline __m256d load4(const double* p) { return _mm256_loadu_pd(p); }
 LINVAE_AVX2 inline __m256d load4(const float* p) {
@@ -657,7 +658,7 @@ struct M1LanesF : LaneTotals<8, REC> {
 // signs, supplied samples) or straight from the block's stream (NoiseStreamF).
 using NoiseBufferF = NoiseBufferOf<float, 8>;
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef LINVAE_HAVE_AVX2_PATH
 // Eight rows in AVX2 registers: M1LanesF::row, vectorised; the double sums of rows
 // 0-3 and 4-7 of a group go to lanes 0-3 and 4-7. DECAY_V: lam > 0.
 template <bool REC, bool DECAY_V>

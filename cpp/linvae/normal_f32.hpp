@@ -1,8 +1,8 @@
 // Float32 standard normals, two per 64-bit word: the 2048-layer ziggurat of rng.hpp on
 // 32-bit halves (11-bit layer, 1 sign bit, 20-bit abscissa), so half the words of the
 // float64 stream per normal. A group of eight normals needs the slow path when any of its
-// words misses its layer's rectangle: 1.8% of groups (0.23% of words), against 3.4% with
-// 1024 layers, which made the fill ~10% faster. The price is the abscissa grid of layer
+// words misses its layer's rectangle: 1.8% of groups (0.23% of words). The price of the
+// many layers is the abscissa grid of layer
 // i, with step x_i 2^-20 (relative 1e-6), far below anything a simulation sees.
 //
 // Layout of a fill from the kLanes = 4 lanes of a NormalStream: group g (outputs 8g .. 8g+7)
@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "rng.hpp"
+#include "simd.hpp"
 
 namespace linvae {
 
@@ -107,7 +108,7 @@ inline void normals_group_f32(Xoshiro256pp* g, float* out, std::size_t r,
     // ~2% of full groups (0.23% of words): redo the rejected outputs in output order,
     // visiting only the set bits (a branch per output would mispredict on each rejection).
     for (; rejected != 0; rejected &= rejected - 1) {
-        const int j = __builtin_ctz(rejected);
+        const int j = lowest_set_bit(rejected);
         out[j] = normal_slow_f32(g[j >> 1], u[j], z);
     }
 }

@@ -26,11 +26,24 @@
 #include <cstring>
 #include <string>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#include "simd.hpp"
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
 #endif
 
 namespace linvae {
+
+// Index of the lowest set bit of v != 0 (count of trailing zeros), on every compiler.
+inline int lowest_set_bit(unsigned v) {
+#if defined(_MSC_VER) && !defined(__clang__)
+    unsigned long i;
+    _BitScanForward(&i, v);
+    return static_cast<int>(i);
+#else
+    return __builtin_ctz(v);
+#endif
+}
 
 inline std::uint64_t splitmix64(std::uint64_t& x) {
     std::uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
@@ -90,12 +103,9 @@ struct Xoshiro256pp {
 // Ziggurat tables, computed once: the recursion of Marsaglia & Tsang with 2048 layers
 // (r and v solved for 2048 layers to 17 digits). A 64-bit word gives the layer (11 bits),
 // the sign (1 bit) and a 52-bit abscissa (the rest, u >> 12). More layers leave fewer
-// words outside their layer's rectangle: 1.5% with the usual 256, 0.43% with 1024, 0.23%
-// with 2048. Each miss costs a mispredicted branch and a detour through scalar code
-// (~40 ns per float32 group that misses in a vectorised fill, ~20% of its time; the
-// threshold lookup is another ~20%); 2048 layers made the fill ~9% faster than 1024
-// (both dtypes); 4096 layers gained only 2.5% more on float32, not worth its 19-bit
-// float32 abscissa.
+// words outside their layer's rectangle (0.23% with 2048), and each miss costs a
+// mispredicted branch and a detour through scalar code. Beyond 2048 the gain is small
+// and the float32 abscissa loses bits (the measurements are in CHANGELOG.md).
 struct ZigguratTables {
     static constexpr int kLayers = 2048;
     static constexpr int kIdxBits = 11;
@@ -184,11 +194,7 @@ inline double standard_normal(Xoshiro256pp& g, const ZigguratTables& z) {
     return normal_fast(bits, z, x) ? x : normal_slow(g, bits, z);
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LINVAE_HAVE_AVX2_PATH 1
-// The AVX2 path also fuses multiply-adds: the dispatch asks the CPU for both (every
-// AVX2 CPU has FMA), and the scalar path rounds the same fused expressions with std::fma.
-#define LINVAE_AVX2 __attribute__((target("avx2,fma")))
+#ifdef LINVAE_HAVE_AVX2_PATH
 
 LINVAE_AVX2 inline __m256i rotl_avx2(__m256i x, int k) {
     return _mm256_or_si256(_mm256_slli_epi64(x, k), _mm256_srli_epi64(x, 64 - k));
@@ -313,23 +319,6 @@ struct StoreNormals4 {
         _mm256_storeu_pd(out + 4 * g, x);
     }
 };
-
-// Whether this CPU can run the LINVAE_AVX2 code.
-inline bool cpu_has_avx2_path() {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-// Which fill the CPU can run: decided once, overridable for tests (LINVAE_SIMD=scalar).
-enum class SimdPath { kScalar, kAvx2 };
-inline SimdPath& active_simd_path() {
-    static SimdPath path = [] {
-        const char* env = std::getenv("LINVAE_SIMD");
-        if (env != nullptr && std::string(env) == "scalar") return SimdPath::kScalar;
-        return cpu_has_avx2_path() ? SimdPath::kAvx2 : SimdPath::kScalar;
-    }();
-    return path;
-}
 #endif
 
 // A stream of standard normals made of kLanes interleaved generators.

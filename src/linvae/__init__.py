@@ -1,73 +1,106 @@
-"""linvae: learning dynamics of the linear VAE, by one-pass SGD and by its limiting ODEs."""
+"""linvae: learning dynamics of the linear VAE, by one-pass SGD and by its limiting ODEs.
+
+The top level holds the verbs and nouns of a study: :class:`Params`, :func:`simulate`,
+:func:`integrate`, :func:`compare`, :func:`sweep` over a :class:`Grid`, the fixed points
+(:func:`fixed_points`, :func:`collapse_threshold`) and the finite-N theory
+(:func:`fluctuations`, :func:`escape_time`). Everything else lives in its module:
+:mod:`linvae.ode`, :mod:`linvae.stability`, :mod:`linvae.findings`, :mod:`linvae.states`,
+:mod:`linvae.schedules`, :mod:`linvae.observables`, :mod:`linvae.sweeps`,
+:mod:`linvae.plot`, :mod:`linvae.io` and :mod:`linvae.errors`.
+
+``import linvae`` loads none of numpy, xarray, scipy or matplotlib: each name is
+imported from its module the first time it is used.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import errors, findings, io, observables, ode, schedules, stability
-from .comparison import Comparison, compare
-from .dataset import make_dataset, parse_state
-from .errors import IntegrationError, LinvaeError, OutputError, TooLargeError, UnphysicalStateError
-from .ode import integrate
-from .params import Params
-from .simulation import DivergenceWarning, SimulationInterrupted, SimulationTerminated, simulate
-from .stability import (
-    FixedPoint,
-    Threshold,
-    annealing_threshold,
-    collapse_threshold,
-    convergence_time,
-    fixed_points,
-    jacobian,
-    noise_threshold,
-    stable_fixed_point,
-    step_size_limit,
-)
-from .sweeps import Grid, SweepResult, open_sweep, register_task, shard_from_env, sweep
-
-try:
-    __version__ = version("linvae")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    from .comparison import compare
+    from .errors import LinvaeError
+    from .finite_n import escape_time, fluctuations
+    from .ode import integrate
+    from .params import Params
+    from .simulation import simulate
+    from .stability import FixedPoint, collapse_threshold, fixed_points, stable_fixed_point
+    from .sweeps import Grid, open_sweep, sweep
 
 __all__ = [
-    "Comparison",
-    "DivergenceWarning",
     "FixedPoint",
     "Grid",
-    "IntegrationError",
     "LinvaeError",
-    "OutputError",
     "Params",
-    "SimulationInterrupted",
-    "SimulationTerminated",
-    "SweepResult",
-    "Threshold",
-    "TooLargeError",
-    "UnphysicalStateError",
     "__version__",
-    "annealing_threshold",
     "collapse_threshold",
     "compare",
-    "convergence_time",
-    "errors",
-    "findings",
+    "escape_time",
     "fixed_points",
+    "fluctuations",
     "integrate",
-    "io",
-    "jacobian",
-    "make_dataset",
-    "noise_threshold",
-    "observables",
-    "ode",
     "open_sweep",
-    "parse_state",
-    "register_task",
-    "schedules",
-    "shard_from_env",
     "simulate",
-    "stability",
     "stable_fixed_point",
-    "step_size_limit",
     "sweep",
 ]
+
+#: Public name -> the module that defines it.
+_HOME = {
+    "FixedPoint": "stability",
+    "Grid": "sweeps",
+    "LinvaeError": "errors",
+    "Params": "params",
+    "collapse_threshold": "stability",
+    "compare": "comparison",
+    "escape_time": "finite_n",
+    "fixed_points": "stability",
+    "fluctuations": "finite_n",
+    "integrate": "ode",
+    "open_sweep": "sweeps",
+    "simulate": "simulation",
+    "stable_fixed_point": "stability",
+    "sweep": "sweeps",
+}
+
+#: The package's modules, importable as attributes (``linvae.ode``).
+_MODULES = ("cli", "comparison", "config", "dataset", "errors", "findings", "finite_n", "io",
+            "observables", "ode", "params", "plot", "reproduce", "schedules", "simulation",
+            "stability", "states", "sweeps")
+
+#: Names that used to be top-level: where they live now, for the error message.
+_MOVED = {
+    "Comparison": "comparison", "SweepResult": "sweeps", "register_task": "sweeps",
+    "shard_from_env": "sweeps", "Threshold": "stability",
+    "annealing_threshold": "stability", "convergence_time": "stability",
+    "noise_threshold": "stability", "step_size_limit": "stability", "jacobian": "ode",
+    "make_dataset": "dataset", "parse_state": "dataset",
+    "DivergenceWarning": "errors", "IntegrationError": "errors", "OutputError": "errors",
+    "SimulationInterrupted": "errors", "SimulationTerminated": "errors",
+    "TooLargeError": "errors", "UnphysicalStateError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("linvae")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            value = "0+unknown"
+    elif name in _MOVED:
+        raise AttributeError(f"linvae.{name} is linvae.{_MOVED[name]}.{name}: the top level "
+                             f"holds only {', '.join(n for n in __all__ if n[0] != '_')}")
+    else:
+        raise AttributeError(f"module 'linvae' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *_MODULES})

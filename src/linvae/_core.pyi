@@ -1,8 +1,18 @@
 # Type stub of the compiled core (cpp/); the Python layer owns the public API.
+import enum
 from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
+
+STATUS_REASONS: tuple[str, ...]
+
+class Status(enum.IntEnum):
+    running = 0
+    non_finite = 1
+    non_positive_D = 2
+    blow_up = 3
+    indefinite = 4
 
 def build_info() -> dict[str, Any]: ...
 def set_simd_path(name: str) -> None: ...

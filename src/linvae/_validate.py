@@ -7,12 +7,24 @@ mistake in a notebook or a config file is fixed from the message alone.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+if TYPE_CHECKING:
+    from .params import Params
+
 _NUMBER = (int, float, np.integer, np.floating)
+
+
+def check_params(p: Any, name: str = "p") -> Params:
+    """Return ``p`` if it is a :class:`linvae.Params`, else raise naming ``name``."""
+    from .params import Params
+
+    if not isinstance(p, Params):
+        raise TypeError(f"{name} must be a linvae.Params, got {type(p).__name__}")
+    return p
 
 
 def check_real(name: str, value: Any, *, gt: float | None = None, ge: float | None = None,
@@ -46,7 +58,7 @@ def check_int(name: str, value: Any, *, ge: int | None = None, le: int | None = 
 
 
 def parse_int(name: str, text: str, *, ge: int | None = None, le: int | None = None) -> int:
-    """An integer written as text (a command-line flag), checked as :func:`check_int`.
+    """Parse an integer written as text (a command-line flag), checked as :func:`check_int`.
 
     Accepts what Python reads as an int ("10000", "10_000") or as an integral float
     ("1e4", "10000.0"), as :func:`check_int` accepts ``1e4``; "1.5" or "abc" is refused.

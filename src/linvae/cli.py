@@ -29,8 +29,11 @@ log = logging.getLogger("linvae")
 
 def _int_flag(name: str, *, ge: int | None = None, le: int | None = None
               ) -> Callable[[str], int]:
-    """An argparse type for an integer flag: the rule and wording of the Python API
-    (:func:`linvae._validate.parse_int`), so "1e4", "10_000" and "10000.0" are 10000."""
+    """Return an argparse type for an integer flag, with the rule and wording of the Python API.
+
+    The rule is :func:`linvae._validate.parse_int`'s, so "1e4", "10_000" and "10000.0"
+    are 10000.
+    """
 
     def parse(text: str) -> int:
         from ._validate import parse_int
@@ -58,7 +61,6 @@ MODEL_FLAGS: list[tuple[str, Callable[[str], Any], Any, str]] = [
                                  "(beta tanh(gamma t)), linear, sigmoid or cyclical")),
     ("gamma", float, 0.1, "annealing rate gamma of the schedule (> 0; ignored if constant)"),
 ]
-ANNEAL_KINDS = ("constant", "tanh", "linear", "sigmoid", "cyclical")
 
 
 class UsageError(ValueError):
@@ -75,8 +77,11 @@ def _signal_name(signum: int) -> str:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default once: not when the help text already says it
-    ("(default: all)"), and not for None or an on/off switch, where it says nothing."""
+    """Help formatter that shows each flag's default once.
+
+    Not when the help text already says it ("(default: all)"), and not for None or an
+    on/off switch, where it says nothing.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
@@ -98,6 +103,12 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _schedule_kinds() -> tuple[str, ...]:
+    from .schedules import KINDS
+
+    return KINDS
+
+
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (the symbols of docs/model.md)")
     for name, typ, default, help_ in MODEL_FLAGS:
@@ -106,7 +117,7 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=typ, nargs="+", default=default, help=help_,
                                metavar="RHO")
         elif name == "anneal":
-            group.add_argument(flag, choices=ANNEAL_KINDS, default=default, help=help_)
+            group.add_argument(flag, choices=_schedule_kinds(), default=default, help=help_)
         else:
             group.add_argument(flag, type=typ, default=default, help=help_)
 
@@ -127,7 +138,7 @@ def _params(args: argparse.Namespace) -> Any:
     rho = args.rho[0] if len(args.rho) == 1 else args.rho
     beta: Any = args.beta
     if getattr(args, "anneal", "constant") != "constant":
-        from .findings import make_schedule
+        from .schedules import make_schedule
 
         beta = make_schedule(args.anneal, args.beta, args.gamma)
     return Params(M=args.M, M_star=args.M_star, rho=rho, eta=args.eta, beta=beta,
@@ -184,6 +195,7 @@ def _check_out_dir(path: Path) -> Path:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """Print the version and the build information of the C++ core (``linvae info``)."""
     import linvae
     from linvae import _core
 
@@ -194,9 +206,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _init_state(args: argparse.Namespace, p: Any, default: str) -> Any:
-    """The start: a prescribed overlap state, the random start, or a file's t = 0 state."""
+    """Return the start: a prescribed overlap state, the random start, or a file's t = 0 state."""
     from .io import load
-    from .ode import overlap_state
+    from .states import overlap_state
 
     if args.init_from is not None:
         ds = load(args.init_from)
@@ -212,19 +224,23 @@ def _init_state(args: argparse.Namespace, p: Any, default: str) -> Any:
 
 
 def _default_checkpoint(out: Path) -> Path:
-    """The checkpoint simulate writes beside ``out`` (run.nc: run.nc.ckpt, a name that
-    no other run's checkpoint has)."""
+    """Return the checkpoint simulate writes beside ``out``.
+
+    run.nc: run.nc.ckpt, a name that no other run's checkpoint has.
+    """
     return out.with_name(out.name + ".ckpt")
 
 
 def _partial_path(out: Path) -> Path:
-    """Where an interrupted run's partial result goes (run.nc: run.partial.nc), so that a
-    file under the final name is always a complete result."""
+    """Return where an interrupted run's partial result goes (run.nc: run.partial.nc).
+
+    So a file under the final name is always a complete result.
+    """
     return out.with_name(f"{out.stem}.partial{out.suffix or '.nc'}")
 
 
 def _resume_command(argv: Sequence[str], ckpt: Path) -> str:
-    """The command line that continues this run: the same flags, --resume CKPT."""
+    """Return the command line that continues this run: the same flags, --resume CKPT."""
     out: list[str] = []
     skip = False
     for a in argv:
@@ -238,8 +254,10 @@ def _resume_command(argv: Sequence[str], ckpt: Path) -> str:
 
 
 class _DropStopNotice(logging.Filter):
-    """Drops the line simulate logs when a signal stops it: each command says it in its
-    own words."""
+    """Logging filter that drops the line simulate logs when a signal stops it.
+
+    Each command says it in its own words.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, "linvae_stop_notice", False)
@@ -255,6 +273,11 @@ def _stopped_outside_run(exc: KeyboardInterrupt, args: argparse.Namespace, ckpt:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run one-pass SGD replicas and write the result file (``linvae simulate``).
+
+    Always checkpoints; a stop by signal writes the partial result and says how to resume.
+    Returns 1 if every replica diverged, else 0 (or the signal's exit status).
+    """
     from .io import save
     from .simulation import DivergenceWarning, SimulationInterrupted, simulate
 
@@ -317,6 +340,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_ode(args: argparse.Namespace) -> int:
+    """Integrate the limiting ODEs and write the result file (``linvae ode``).
+
+    If the integration fails, the trajectory before the failure is written to the partial
+    result file.
+    """
     from .errors import IntegrationError
     from .ode import integrate
 
@@ -347,6 +375,7 @@ def cmd_ode(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare SGD at several N with the ODE and write data and figures (``linvae compare``)."""
     from .reproduce import run_compare
 
     p = _params(args)
@@ -373,6 +402,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_stability(args: argparse.Namespace) -> int:
+    """Print the fixed points and thresholds, optionally also as JSON (``linvae stability``)."""
     import math
 
     from . import stability
@@ -412,20 +442,20 @@ def cmd_stability(args: argparse.Namespace) -> int:
         print(f"  step-size stability limit: tau_max = {float(t):.6g}")
         thr["tau_max"] = {"value": float(t), "predicted": math.nan}
     if args.out is not None:
-        from .io import atomic_write
+        from .io import write_text
 
-        text = json.dumps(result, indent=2, default=str)
-        def write(tmp: str) -> None:
-            Path(tmp).write_text(text, encoding="utf-8")
-
-        atomic_write(args.out, write)
+        write_text(args.out, json.dumps(result, indent=2, default=str))
         log.info("wrote %s", args.out)
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """Draw the standard figure of a result file (``linvae plot``).
+
+    For a simulation it includes the predicted finite-N band unless --no-theory is given.
+    """
     from .io import load
-    from .reproduce import plot_result, save_figure
+    from .plot import plot_result, save_figure
 
     if not args.file.is_file():
         raise FileNotFoundError(f"result file {str(args.file)!r} does not exist")
@@ -440,7 +470,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if o.suffix.lower() not in (".png", ".pdf", ".svg"):
             raise UsageError(f"--out must end in .png, .pdf or .svg, got {str(o)!r}")
         _check_out_file(o)
-    fig = plot_result(ds, variables=args.variables, title=args.title)
+    theory = None
+    if not args.no_theory and ds.attrs.get("kind") == "simulation":
+        from .plot import predicted_spread
+
+        try:
+            theory = predicted_spread(ds)
+        except Exception as exc:  # noqa: BLE001 - the band is an extra: plot without it
+            log.warning("linvae plot: no predicted band (%s)",
+                        " ".join(str(exc).split())[:200] or type(exc).__name__)
+    fig = plot_result(ds, variables=args.variables, title=args.title, theory=theory)
     for o in outs:
         save_figure(fig, o, dpi=args.dpi)
         log.info("wrote %s", o)
@@ -448,6 +487,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Regenerate the figure families (``linvae reproduce``); return 1 if any of them failed."""
     from .reproduce import reproduce
 
     out = _check_out_dir(args.out)
@@ -465,7 +505,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 def _axis_value(text: str) -> Any:
-    """A grid value from the command line: an int, a float, or else the string itself."""
+    """Parse a grid value from the command line: an int, a float, or else the string itself."""
     for cast in (int, float):
         try:
             return cast(text)
@@ -484,13 +524,18 @@ def _shard(text: str | None) -> Any:
     return (i, n)
 
 
-# the settings each task takes from the sweep command line (grid axes win over them)
-SWEEP_SETTINGS = {"simulate": ("N", "t_max", "record_every", "seed", "method"),
-                  "ode": ("t_max", "record_every"), "stability": ()}
+# the flags of the sweep command that set the task setting of the same name: a task takes
+# those it is registered with (linvae.sweeps.register_task(..., cli_settings=...)),
+# replicas as the grid's replicas; grid axes win over them
+SWEEP_TASK_FLAGS = ("N", "t_max", "record_every", "replicas", "seed", "method")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweeps import Grid, open_sweep, sweep
+    """Run a parameter sweep over the grid axes, or merge a sweep's results (``linvae sweep``).
+
+    Returns 1 unless every selected point of the grid has a result, else 0.
+    """
+    from .sweeps import Grid, open_sweep, sweep, task_cli_settings
 
     if args.merge:
         ds = open_sweep(args.out)
@@ -507,9 +552,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not values:
             raise UsageError(f"--axis {name} needs at least one value")
         axes[name] = [_axis_value(v) for v in values]
-    replicas = args.replicas if args.task == "simulate" else None
+    names = task_cli_settings(args.task)
+    unknown = [k for k in names if k not in SWEEP_TASK_FLAGS]
+    if unknown:
+        raise UsageError(f"task {args.task!r} is registered to take {unknown[0]!r} from the "
+                         f"command line, which has no flag for it")
+    replicas = args.replicas if "replicas" in names else None
     grid = Grid.zip(replicas=replicas, **axes) if args.zip else Grid(replicas=replicas, **axes)
-    settings = {k: getattr(args, k) for k in SWEEP_SETTINGS[args.task] if k not in axes}
+    settings = {k: getattr(args, k) for k in names if k != "replicas" and k not in axes}
     p = _params(args)
     log.info("sweep %s over %s -> %s", args.task,
              dict(zip(grid.dims, grid.shape, strict=True)), args.out)
@@ -537,6 +587,7 @@ def _add_init_flags(group: argparse._ArgumentGroup, default: str, choices: Seque
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``linvae`` command and its subcommands."""
     from .reproduce import FAMILIES
 
     parser = _Parser(
@@ -679,7 +730,10 @@ def build_parser() -> argparse.ArgumentParser:
     # plot
     pl = add("plot", "draw the standard figure of a result file",
              "Read a result of 'linvae simulate' or 'linvae ode' and draw the order "
-             "parameters m, d, Q, E, R, D and eps_g over t (replicas: mean +- sd).")
+             "parameters m, d, Q, E, R, D and eps_g over t (replicas: mean +- 2 sd). For a "
+             "simulation it adds the ODE from the same start with the predicted band "
+             "ODE +- 2 sigma/sqrt(N) of the linear noise approximation "
+             "(docs/model.md#fluctuations).")
     _add_common(pl)
     pl.add_argument("file", type=Path, help="netCDF result file")
     pl.add_argument("--out", type=Path, nargs="+", default=None,
@@ -689,6 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--title", default=None, help="figure title (default: the parameters)")
     pl.add_argument("--dpi", type=_int_flag("dpi", ge=1), default=150,
                     help="resolution of PNG output")
+    pl.add_argument("--no-theory", action="store_true",
+                    help="leave out the ODE and its predicted band ODE +- 2 sigma/sqrt(N)")
     pl.set_defaults(func=cmd_plot)
 
     # reproduce
@@ -700,12 +756,14 @@ def build_parser() -> argparse.ArgumentParser:
              "superfluous ((M, M*) = (2, 1), beta below/above eta), 4 annealing "
              "(convergence time vs gamma, gamma*), 5 disentanglement (m over t, M = M* = 2), "
              "6 optimal_beta (steady-state eps_g vs beta for several rho, minimum at "
-             "beta = eta). About 140 s on 2 cores; --quick about 20 s.")
+             "beta = eta), 7 fluctuations (finite-N theory against the Gram chain: "
+             "predicted vs measured sd over N, median escape time from the plateau vs ln N, "
+             "slope 1/(2 lambda) vs beta). About 185 s on 2 cores; --quick about 36 s.")
     _add_common(rp)
     rp.add_argument("--out", type=Path, default=Path("linvae-reproduce"),
                     help="output folder (created if missing)")
     rp.add_argument("--quick", action="store_true",
-                    help="smaller N, fewer replicas and grid points (about 20 s)")
+                    help="smaller N, fewer replicas and grid points (about 36 s)")
     rp.add_argument("--only", nargs="+", choices=list(FAMILIES), default=None,
                     help="run only these figure families")
     rp.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,
@@ -713,6 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_reproduce)
 
     # sweep
+    from .sweeps import registered_tasks
+
     sw = add("sweep", "run a grid of parameters, resumable, on processes or a cluster",
              "Run a task at every point of a grid of parameters; each point writes its own "
              "result file (named by a hash of its parameters) into --out, so a re-run skips "
@@ -728,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a grid axis and its values, e.g. --axis beta 0.5 1 1.5 (repeat "
                           "for more axes: cartesian product)")
     run.add_argument("--zip", action="store_true", help="vary the axes together instead")
-    run.add_argument("--task", choices=list(SWEEP_SETTINGS), default="simulate",
+    run.add_argument("--task", choices=registered_tasks(), default="simulate",
                      help="what to run at each point")
     run.add_argument("--out", type=Path, default=Path("linvae-sweep"),
                      help="output folder of the sweep")
@@ -779,8 +839,10 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str],
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM outside a simulation's run loop: unwinds like Ctrl-C, so that temporary
-    files are removed and the exit status is the conventional 143."""
+    """SIGTERM outside a simulation's run loop: unwinds like Ctrl-C.
+
+    So temporary files are removed and the exit status is the conventional 143.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"terminated by {_signal_name(signum)}")
@@ -789,8 +851,10 @@ class _Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _sigterm_like_ctrl_c() -> Iterator[None]:
-    """SIGTERM ends any command as Ctrl-C does (simulate's run loop takes it over while
-    it runs, to write its checkpoint); the previous handler is restored afterwards."""
+    """Make SIGTERM end any command as Ctrl-C does; restore the previous handler afterwards.
+
+    Simulate's run loop takes SIGTERM over while it runs, to write its checkpoint.
+    """
     import signal
     import threading
 
@@ -811,8 +875,10 @@ def _sigterm_like_ctrl_c() -> Iterator[None]:
 
 
 def _one_line_warnings(command: str) -> Callable[..., None]:
-    """A warnings.showwarning that prints the message alone, without file, line and
-    source, on one line."""
+    """Return a warnings.showwarning that prints the message alone, on one line.
+
+    Without file, line and source.
+    """
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: Any = None, line: str | None = None) -> None:
@@ -835,12 +901,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import IntegrationError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     command = "linvae"
     lib_log, drop = logging.getLogger("linvae.simulation"), _DropStopNotice()
     lib_log.addFilter(drop)
     try:
         with warnings.catch_warnings(), _sigterm_like_ctrl_c():
+            parser = build_parser()  # inside: a Ctrl-C while it imports is one line too
             first = parser.parse_args(argv)
             command = f"linvae {first.command}"
             warnings.showwarning = _one_line_warnings(command)

@@ -8,10 +8,15 @@ log-log least-squares fit of gap against N gives an exponent that should be clos
 -1/2 (fluctuations of one-pass SGD around its deterministic limit). Each N may be
 simulated with the weights or with the Gram chain (docs/model.md#gram-chain), whose cost
 does not grow with N, so that the law can be followed up to N = 1e8 and beyond.
+
+Next to the gaps, :attr:`Comparison.spread` holds the replicas' standard deviation per N
+and the one the linear noise approximation predicts (docs/model.md#fluctuations): it is
+integrated once along the ODE, at N = 1, and scaled by N^(-1/2).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -22,15 +27,19 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from ._validate import check_int, check_real
+from ._validate import check_int, check_params, check_real
 from .dataset import parse_state
-from .ode import integrate, overlap_state
+from .ode import integrate
 from .params import Params
+from .states import overlap_state
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["VARIABLES", "Comparison", "compare", "fit_exponents", "gap_statistics"]
+__all__ = ["VARIABLES", "Comparison", "compare", "fit_exponents", "gap_statistics",
+           "spread_statistics"]
+
+log = logging.getLogger("linvae")
 
 #: Variables whose SGD-ODE gap is measured: the order parameters and eps_g.
 VARIABLES = ("m", "d", "Q", "E", "R", "D", "eg")
@@ -39,7 +48,7 @@ STATS = ("max", "rms")
 
 
 def _alive(sim: xr.Dataset) -> xr.Dataset:
-    """The replicas that did not diverge (all of them if there is no ``diverged``)."""
+    """Return the replicas that did not diverge (all of them if there is no ``diverged``)."""
     if "diverged" not in sim or "replica" not in sim.dims:
         return sim
     keep = ~np.asarray(sim["diverged"].values, dtype=bool)
@@ -94,6 +103,75 @@ def fit_exponents(gaps: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
     return xr.Dataset(exps, coords=coords), xr.Dataset(pres, coords=coords)
 
 
+def _replica_sd(sim: xr.Dataset, v: str, t: np.ndarray) -> xr.DataArray:
+    """Sample sd (ddof = 1) over the surviving replicas of ``v``, on the times ``t``."""
+    alive = _alive(sim)
+    da = alive[v]
+    if "replica" not in da.dims or alive.sizes["replica"] < 2:
+        sd = xr.full_like(da.isel(replica=0, drop=True) if "replica" in da.dims else da,
+                          np.nan, dtype=np.float64)
+    else:
+        sd = da.std("replica", ddof=1)
+    t_sim = np.asarray(sd["t"].values, dtype=np.float64)
+    if t_sim.shape == t.shape and np.allclose(t_sim, t, rtol=1e-9, atol=1e-12):
+        return sd.assign_coords(t=t)
+    return sd.interp(t=t)  # another N's grid may differ by rounding of steps / N
+
+
+def spread_statistics(p: Params, state: Mapping[str, ArrayLike] | xr.Dataset,
+                      ode: xr.Dataset, sims: Mapping[int, xr.Dataset],
+                      variables: Sequence[str] = VARIABLES, *, rtol: float = 1e-8,
+                      atol: float = 1e-10) -> xr.Dataset:
+    """Measured and predicted standard deviations per N, on the ODE's time grid.
+
+    The prediction is :func:`linvae.fluctuations` from the prescribed ``state``,
+    integrated once at N = 1 and scaled by N^(-1/2) (the LNA covariance is Sigma / N).
+    Returns variables ``<v>_sd`` (predicted) and ``<v>_sd_measured`` (replicas, ddof = 1,
+    diverged ones left out) for each variable v, dims (N, t, ...). Raises whatever the
+    covariance equation raises (e.g. :class:`linvae.errors.IntegrationError`).
+    """
+    from .finite_n import fluctuations
+
+    t = np.asarray(ode["t"].values, dtype=np.float64)
+    t_end = float(t[-1])
+    every = float(t[1] - t[0]) if t.size > 1 else t_end
+    lna = fluctuations(p, 1, t_end, init=state, record_every=min(every, t_end), t_eval=t,
+                       rtol=rtol, atol=atol)
+    Ns = sorted(int(n) for n in sims)
+    N_dim = xr.DataArray(Ns, dims="N", name="N")
+    out = xr.Dataset()
+    for v in variables:
+        one = lna[f"{v}_sd"].assign_coords(t=t)
+        out[f"{v}_sd"] = xr.concat([one / math.sqrt(n) for n in Ns], dim=N_dim)
+        out[f"{v}_sd"].attrs["long_name"] = f"predicted standard deviation of {v} (LNA)"
+        out[f"{v}_sd_measured"] = xr.concat([_replica_sd(sims[n], v, t) for n in Ns],
+                                            dim=N_dim)
+        out[f"{v}_sd_measured"].attrs["long_name"] = f"standard deviation of {v} over replicas"
+    out["N"].attrs["long_name"] = "input dimension N"
+    out.attrs.update(description="standard deviation of the order parameters over SGD "
+                     "replicas and as predicted by the linear noise approximation "
+                     "(docs/model.md#fluctuations)")
+    return out
+
+
+def _spread_ratio(spread: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """Median over t > 0 and entries of measured / predicted sd, dims (N, variable)."""
+    Ns = spread["N"].values
+    ratio = np.full((Ns.size, len(variables)), np.nan)
+    for j, v in enumerate(variables):
+        pred = spread[f"{v}_sd"].transpose("N", "t", ...).values.reshape(Ns.size, -1)
+        meas = spread[f"{v}_sd_measured"].transpose("N", "t", ...).values.reshape(Ns.size, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # entries pinned by the model (e.g. D at a prescribed start's t = 0) have no
+            # spread to compare
+            ok = np.isfinite(pred) & np.isfinite(meas) & (pred > 1e-12)
+            for i in range(Ns.size):
+                if ok[i].any():
+                    ratio[i, j] = float(np.median(meas[i][ok[i]] / pred[i][ok[i]]))
+    return xr.Dataset({"ratio": (("N", "variable"), ratio)},
+                      coords={"N": Ns, "variable": list(variables)})
+
+
 @dataclass
 class Comparison:
     """Result of :func:`compare`.
@@ -114,6 +192,10 @@ class Comparison:
     methods : dict[int, str]
         The simulation method per N, "weights" or "gram" (also the coordinate
         ``method`` of ``gaps``).
+    spread : xarray.Dataset or None
+        Standard deviations on the ODE's time grid, dims (N, t, ...): ``<v>_sd`` predicted
+        by the linear noise approximation and ``<v>_sd_measured`` over the replicas
+        (:func:`spread_statistics`); None if the prediction could not be computed.
     """
 
     params: Params
@@ -124,10 +206,24 @@ class Comparison:
     prefactors: xr.Dataset
     n_diverged: dict[int, int] = field(default_factory=dict)
     methods: dict[int, str] = field(default_factory=dict)
+    spread: xr.Dataset | None = None
 
     @property
     def Ns(self) -> list[int]:
+        """The compared system sizes N, in the order of :attr:`gaps`."""
         return [int(n) for n in self.gaps["N"].values]
+
+    @property
+    def spread_ratio(self) -> xr.Dataset | None:
+        """Measured / predicted sd per (N, variable): the median over t > 0 and entries.
+
+        The variable is ``ratio``; about 1 within the replicas' sampling error, which is
+        ~ 1 / sqrt(2 replicas). None without :attr:`spread`.
+        """
+        if self.spread is None:
+            return None
+        names = [str(v) for v in self.gaps["variable"].values]
+        return _spread_ratio(self.spread.isel(t=slice(1, None)), names)
 
     def __repr__(self) -> str:
         Ns = self.Ns
@@ -140,9 +236,9 @@ class Comparison:
                                                        sorted(self.methods.items())))
         if any(self.n_diverged.values()):
             lines.append(f"  diverged replicas (excluded): {self.n_diverged}")
-        from .plot import _n_label
+        from .plot import n_label
 
-        head = "  variable " + "".join(f"{'rms N=' + _n_label(n):>13}" for n in Ns)
+        head = "  variable " + "".join(f"{'rms N=' + n_label(n):>13}" for n in Ns)
         lines.append("  SGD-ODE gap (rms over replicas, t, entries) and fitted exponent "
                      "(expect -0.5):")
         lines.append(head + f"{'exp(rms)':>10}{'exp(max)':>10}")
@@ -151,6 +247,13 @@ class Comparison:
             er = float(self.exponents["rms"].sel(variable=v))
             em = float(self.exponents["max"].sel(variable=v))
             lines.append(f"  {v!s:<9}{row}{er:>10.3f}{em:>10.3f}")
+        ratio = self.spread_ratio
+        if ratio is not None:
+            lines.append("  replica sd / predicted sd (median over t > 0 and entries):")
+            for v in ratio["variable"].values:
+                row = "".join(f"{float(ratio['ratio'].sel(N=n, variable=v)):>13.3f}"
+                              for n in Ns)
+                lines.append(f"  {v!s:<9}{row}")
         return "\n".join(lines)
 
     def plot(self, variable: str = "m", stat: str = "rms",
@@ -161,7 +264,7 @@ class Comparison:
         fig = _plot.figure(ncols=2)
         ax_a, ax_b = fig.axes
         _plot.plot_trajectories(self.ode, self.sims, variable=variable, entries=entries,
-                                ax=ax_a)
+                                ax=ax_a, theory=self.spread)
         _plot.plot_gaps(self.gaps, stat=stat, exponents=self.exponents,
                         prefactors=self.prefactors, ax=ax_b)
         ax_a.set_title(f"(a) {variable}: ODE vs SGD")
@@ -182,7 +285,7 @@ def _check_Ns(Ns: Any) -> list[int]:
 
 
 def _check_sim_method(sim_method: Any, Ns: list[int]) -> dict[int, str]:
-    """The simulation method of each N: one for all, or a mapping N -> method."""
+    """Return the simulation method of each N: one for all, or a mapping N -> method."""
     from .simulation import METHODS
 
     if isinstance(sim_method, str):
@@ -224,7 +327,7 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
         Independent SGD runs per N.
     init : dict or xarray.Dataset, optional
         Prescribed start (docs/model.md#initial-states) shared by SGD and ODE; default
-        :func:`linvae.ode.overlap_state`. The random start is refused: its ODE limit
+        :func:`linvae.states.overlap_state`. The random start is refused: its ODE limit
         m = d = 0 is invariant, so the gap would measure the escape time, not N^-1/2.
     seed : int
         Base seed; the i-th N (ascending) uses ``seed + i``.
@@ -251,10 +354,11 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
     the defaults take several minutes on two cores (about 7 min for (M, M*) = (2, 2));
     Ns = (1000, 8000) with t_max = 5 and 4 replicas takes seconds and already shows the
     N^-1/2 law. The Gram chain costs ~ replicas * t_max * N * (M* + 2M)^2, about 55 ns
-    per step for M = M* = 1: N = 1e7 with t_max = 10 is about 5 s per replica.
+    per step for M = M* = 1: N = 1e7 with t_max = 10 is about 5 s per replica. The
+    predicted spread is one integration of the covariance equation (well under a second);
+    if it fails, ``spread`` is None and the rest is unaffected.
     """
-    if not isinstance(p, Params):
-        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    p = check_params(p)
     Ns_ = _check_Ns(Ns)
     t_max = check_real("t_max", t_max, gt=0.0)
     record_every = check_real("record_every", record_every, gt=0.0)
@@ -270,7 +374,7 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
         raise TypeError(f"init must be a prescribed state (dict or dataset slice), got "
                          f"{init!r}: from the random start the ODE stays at m = d = 0 while "
                          f"SGD escapes after a time ~ log N, so the gap would not measure "
-                         f"the N^-1/2 fluctuations; use linvae.ode.overlap_state(p)")
+                         f"the N^-1/2 fluctuations; use linvae.states.overlap_state(p)")
     state = overlap_state(p) if init is None else parse_state(init, p, name="init")
     methods = _check_sim_method(sim_method, Ns_)
     if simulate_fn is None:
@@ -306,6 +410,13 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
                       "max and root-mean-square over replicas, recorded times and entries")
     exponents, prefactors = fit_exponents(gaps)
     assert ode_first is not None
+    spread: xr.Dataset | None = None
+    try:
+        spread = spread_statistics(p, state, ode_first, sims, variables, rtol=rtol, atol=atol)
+    except Exception as exc:  # noqa: BLE001 - the prediction is an extra; the gaps stand alone
+        log.warning("compare: no predicted spread (%s: %s)", type(exc).__name__,
+                    " ".join(str(exc).split())[:200])
     return Comparison(params=p, ode=ode_first, sims=sims, gaps=gaps, exponents=exponents,
-                      prefactors=prefactors, n_diverged=n_div, methods=methods)
+                      prefactors=prefactors, n_diverged=n_div, methods=methods,
+                      spread=spread)
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 
 from . import observables
 from ._validate import check_array
 from .observables import ORDER_PARAMETERS
 from .params import Params
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = [
     "DIMS",
@@ -72,6 +74,8 @@ def make_dataset(ops: Mapping[str, Array], t: Array, params: Params, *,
     The derived observables are computed here, from the order parameters, so every
     producer of a dataset gets them from the same code.
     """
+    import xarray as xr
+
     beta_t = params.beta_at(t)
     der = observables.derived(*(ops[k] for k in ORDER_PARAMETERS), rho=params.rho_vec,
                               eta=params.eta, beta=beta_t, lam=params.lam)
@@ -93,7 +97,9 @@ def make_dataset(ops: Mapping[str, Array], t: Array, params: Params, *,
 
 
 def state_of(source: xr.Dataset | Mapping[str, Any]) -> dict[str, Array]:
-    """The order parameters of a dataset slice or a mapping, as plain arrays."""
+    """Return the order parameters of a dataset slice or a mapping, as plain arrays."""
+    import xarray as xr
+
     out = {}
     for k in ORDER_PARAMETERS:
         if k not in source:
@@ -110,6 +116,8 @@ def parse_state(init: xr.Dataset | Mapping[str, Any], params: Params, *,
 
     Raises ValueError naming the order parameter and the rule it breaks.
     """
+    import xarray as xr
+
     if not isinstance(init, (Mapping, xr.Dataset)):
         raise TypeError(f"{name} must be a mapping of the order parameters "
                         f"{', '.join(ORDER_PARAMETERS)} or a dataset slice, got "
@@ -141,9 +149,11 @@ def parse_state(init: xr.Dataset | Mapping[str, Any], params: Params, *,
 
 def time_grid(t_max: float, record_every: float, times: ArrayLike | None = None, *,
               name: str = "times") -> Array:
-    """The recorded times: 0, record_every, 2 record_every, ..., and t_max itself, or the
-    explicit ``times`` (strictly increasing within [0, t_max]). Simulation and ODE both
-    record on this grid."""
+    """Return the recorded times: 0, record_every, 2 record_every, ..., and t_max itself.
+
+    If ``times`` is given, return those explicit times instead (strictly increasing within
+    [0, t_max]). Simulation and ODE both record on this grid.
+    """
     if times is not None:
         grid = np.asarray(times, dtype=np.float64)
         if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -29,33 +29,32 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
 from . import observables, schedules
-from ._validate import check_int, check_real
-from .ode import integrate, overlap_state, steady_state_grid
+from ._validate import check_int, check_params, check_real
+from .dataset import state_of
+from .observables import ORDER_PARAMETERS
+from .ode import integrate, steady_state_grid
 from .params import Params
-from .plot import STYLE, apply_style, figure
+from .plot import STYLE, apply_style, colors, figure, vline
 from .stability import (
     FixedPoint,
     annealing_threshold,
     collapse_threshold,
     collapse_thresholds,
     convergence_time,
+    fixed_point_data,
     fixed_points,
 )
+from .states import entangled_state, generic_state, overlap_state
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
-    "SCHEDULES",
     "annealing",
     "collapse_sweep",
     "disentanglement",
     "disentanglement_score",
-    "entangled_state",
-    "generic_state",
     "latent_rates",
-    "make_schedule",
     "optimal_beta",
     "phase_diagram",
     "plot_annealing",
@@ -68,15 +67,6 @@ __all__ = [
 ]
 
 Array = NDArray[np.float64]
-_OPS = ("m", "d", "Q", "E", "R", "D")
-_DIMS = {"m": ("latent", "factor"), "d": ("latent", "factor"), "Q": ("latent", "latent2"),
-         "E": ("latent", "latent2"), "R": ("latent", "latent2"), "D": ("latent",)}
-
-
-def _check_params(p: Any) -> Params:
-    if not isinstance(p, Params):
-        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
-    return p
 
 
 def _grid(name: str, values: ArrayLike, *, gt: float | None = None,
@@ -93,14 +83,14 @@ def _grid(name: str, values: ArrayLike, *, gt: float | None = None,
 
 
 def latent_rates(ds: xr.Dataset) -> xr.DataArray:
-    """Rate per latent, 1/2 (Bb_kk + D_k - log D_k - 1), from a dataset of order
-    parameters (any leading dims); the dataset's ``rate`` is its sum over latents."""
+    """Return the rate per latent, 1/2 (Bb_kk + D_k - log D_k - 1), from a dataset.
+
+    The dataset holds order parameters (any leading dims); its ``rate`` is the sum of
+    these over latents.
+    """
     rho = np.atleast_1d(np.asarray(ds.attrs["rho"], dtype=np.float64))
-    Bb = observables.moments(ds["m"].values, ds["d"].values, ds["Q"].values, ds["E"].values,
-                             ds["R"].values, rho, float(ds.attrs["eta"])).Bb
-    D = ds["D"].values
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = 0.5 * (np.diagonal(Bb, axis1=-2, axis2=-1) + D - np.log(D) - 1.0)
+    r = observables.latent_rates(*(ds[k].values for k in ORDER_PARAMETERS), rho=rho,
+                                 eta=float(ds.attrs["eta"]))
     return xr.DataArray(r, dims=ds["D"].dims, coords=ds["D"].coords,
                         attrs={"long_name": "rate of latent k"})
 
@@ -118,27 +108,6 @@ def _stable_along(ps: Sequence[Params]) -> list[FixedPoint | None]:
         out.append(stable[0] if stable else None)
         prev = [stable[0].state] if stable else []
     return out
-
-
-def _fixed_point_vars(fps: Sequence[FixedPoint | None], p: Params,
-                      lead: str) -> dict[str, Any]:
-    M, Ms = p.M, p.M_star
-    shapes = {"m": (M, Ms), "d": (M, Ms), "Q": (M, M), "E": (M, M), "R": (M, M), "D": (M,)}
-    data: dict[str, Any] = {}
-    for k in _OPS:
-        data[k] = ((lead, *_DIMS[k]), np.array([f.state[k] if f else np.full(shapes[k], np.nan)
-                                                for f in fps]))
-    nan = math.nan
-    data["eg"] = ((lead,), np.array([f.eg if f else nan for f in fps]))
-    data["rate"] = ((lead,), np.array([f.rate if f else nan for f in fps]))
-    data["distortion"] = ((lead,), np.array([f.distortion if f else nan for f in fps]))
-    data["latent_rate"] = ((lead, "latent"), np.array([f.latent_rates() if f else
-                                                        np.full(M, nan) for f in fps]))
-    data["n_learned"] = ((lead,), np.array([f.kinds.count("learned") if f else -1
-                                            for f in fps]))
-    data["n_noise"] = ((lead,), np.array([f.kinds.count("noise") if f else -1 for f in fps]))
-    data["max_real"] = ((lead,), np.array([f.max_real if f else nan for f in fps]))
-    return data
 
 
 def collapse_sweep(p: Params, betas: ArrayLike | None = None) -> xr.Dataset:
@@ -161,12 +130,13 @@ def collapse_sweep(p: Params, betas: ArrayLike | None = None) -> xr.Dataset:
         ``threshold`` (:func:`linvae.collapse_threshold`) and the ``predicted`` rho_k + eta
         (for factors with a latent, k < M). NaN where no stable fixed point is found.
     """
-    p = _check_params(p)
+    p = check_params(p)
     if betas is None:
         betas = np.linspace(0.02, 1.3 * (max(p.rho) + p.eta), 60)
     b = _grid("betas", betas, gt=0.0)
     fps = _stable_along([p.replace(beta=float(x)) for x in b])
-    data = _fixed_point_vars(fps, p, "beta")
+    data = fixed_point_data(fps, p, ("beta",), fields=(
+        "eg", "rate", "distortion", "latent_rate", "n_learned", "n_noise", "max_real"))
     thr = [float(t) for t in collapse_thresholds(p)]
     data["threshold"] = (("factor",), np.array(thr))
     data["predicted"] = (("factor",), np.array(p.rho) + p.eta)
@@ -180,15 +150,19 @@ def collapse_sweep(p: Params, betas: ArrayLike | None = None) -> xr.Dataset:
 
 def phase_diagram(p: Params, betas: ArrayLike | None = None,
                   rhos: ArrayLike | None = None) -> xr.Dataset:
-    """The (beta, rho) plane for one latent and one factor (M = M* = 1 is imposed).
+    """Map the (beta, rho) plane for one latent and one factor (M = M* = 1 is imposed).
 
-    Returns rate, eg, learned (1 if the stable fixed point has the latent learned, 0 if
-    collapsed or noise-fitting, -1 if none is stable) over (rho, beta), and the
-    numerical collapse ``threshold`` and ``predicted`` rho + eta over rho. The stable
-    fixed points of all points come from one compiled, parallel call
+    The stable fixed points of all points come from one compiled, parallel call
     (:func:`linvae.ode.steady_state_grid`), hence the fine default grid (100 x 61).
+
+    Returns
+    -------
+    xarray.Dataset
+        rate, eg, learned (1 if the stable fixed point has the latent learned, 0 if
+        collapsed or noise-fitting, -1 if none is stable) over (rho, beta), and the
+        numerical collapse ``threshold`` and ``predicted`` rho + eta over rho.
     """
-    p = _check_params(p).replace(M=1, M_star=1, rho=1.0)
+    p = check_params(p).replace(M=1, M_star=1, rho=1.0)
     if betas is None:
         betas = np.linspace(0.05, 4.0, 100)
     if rhos is None:
@@ -211,7 +185,7 @@ def phase_diagram(p: Params, betas: ArrayLike | None = None,
 
 def optimal_beta(p: Params, rhos: ArrayLike = (0.5, 1.0, 2.0),
                  betas: ArrayLike | None = None, *, xtol: float = 1e-5) -> xr.Dataset:
-    """The beta that minimises the steady-state eps_g, for several signal strengths rho.
+    """Find the beta that minimises the steady-state eps_g, for several signal strengths rho.
 
     For M = M* = 1 (imposed), at small tau, the stable fixed point has Q = rho + eta - beta
     and m = sqrt(Q), so the learned decoder equals the true one, and eps_g = 0, at
@@ -219,12 +193,15 @@ def optimal_beta(p: Params, rhos: ArrayLike = (0.5, 1.0, 2.0),
     eps_g on the ``betas`` grid, then a bounded scalar minimisation (to ``xtol`` in beta)
     around the best grid point, continued from its fixed point.
 
-    Returns eg over (rho, beta), and over rho the numerical minimiser ``beta_opt``, the
-    minimum ``eg_min`` and the ``predicted`` optimum eta.
+    Returns
+    -------
+    xarray.Dataset
+        eg over (rho, beta), and over rho the numerical minimiser ``beta_opt``, the
+        minimum ``eg_min`` and the ``predicted`` optimum eta.
     """
     from scipy.optimize import minimize_scalar
 
-    p = _check_params(p).replace(M=1, M_star=1, rho=1.0)
+    p = check_params(p).replace(M=1, M_star=1, rho=1.0)
     if betas is None:
         betas = np.linspace(0.05, 2.0 * p.eta + 0.5, 41)
     r = _grid("rhos", rhos, gt=0.0)
@@ -262,36 +239,27 @@ def optimal_beta(p: Params, rhos: ArrayLike = (0.5, 1.0, 2.0),
 
 
 def plot_optimal_beta(ds: xr.Dataset, fig: Figure | None = None) -> Figure:
-    """Steady-state eps_g vs beta, one curve per rho, the numerical minimum of each
-    (circle) and the predicted optimum beta = eta (dotted)."""
+    """Plot the steady-state eps_g vs beta, one curve per rho.
+
+    The numerical minimum of each curve is marked (circle), and the predicted optimum
+    beta = eta (dotted).
+    """
     if fig is None:
         fig = figure(ncols=1, width=4.6)
     ax = fig.axes[0] if fig.axes else apply_style(fig.add_subplot(1, 1, 1))
     lw, fs = STYLE["linewidth"], STYLE["fontsize"]
     b = ds["beta"].values
-    for c, rho in zip(_colors(ds.sizes["rho"]), ds["rho"].values, strict=True):
+    for c, rho in zip(colors(ds.sizes["rho"]), ds["rho"].values, strict=True):
         sel = ds.sel(rho=rho)
         ax.plot(b, sel["eg"].values, color=c, lw=lw, label=f"ρ = {rho:g}")
         ax.plot(float(sel["beta_opt"]), float(sel["eg_min"]), "o", color=c, ms=5,
                 label=f"minimum at β = {float(sel['beta_opt']):.4f}")
-    _vline(ax, float(ds["predicted"].values[0]), f"η = {float(ds['predicted'].values[0]):g}")
+    vline(ax, float(ds["predicted"].values[0]), f"η = {float(ds['predicted'].values[0]):g}")
     ax.set_xlabel("β")
     ax.set_ylabel("steady-state ε_g")
     ax.set_title("the optimal β is η for every ρ", fontsize=fs + 1)
     ax.legend(fontsize=fs - 1, frameon=False)
     return fig
-
-
-def _vline(ax: Axes, x: float, label: str | None, color: Any = "k") -> None:
-    if np.isfinite(x):
-        ax.axvline(x, color=color, ls=":", lw=STYLE["linewidth"] * 0.8, label=label)
-
-
-def _colors(n: int) -> list[Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps[STYLE["cmap"]]
-    return [cmap(x) for x in np.linspace(0.15, 0.85, max(n, 1))]
 
 
 def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
@@ -312,12 +280,12 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
     b = sweep["beta"].values
     ax = axes[0]
     ax.plot(b, sweep["eg"].values, color="k", lw=lw, label="ε_g")
-    cols = _colors(sweep.sizes["latent"])
+    cols = colors(sweep.sizes["latent"])
     for k in range(sweep.sizes["latent"]):
         ax.plot(b, sweep["latent_rate"].values[:, k], color=cols[k], lw=lw, ls="--",
                 label=f"rate of latent {k}")
     for k, thr in enumerate(sweep["threshold"].values):
-        _vline(ax, float(thr), "threshold (numerical)" if k == 0 else None)
+        vline(ax, float(thr), "threshold (numerical)" if k == 0 else None)
     ax.set_xlabel("β")
     ax.set_ylabel("steady state")
     ax.set_title("posterior collapse", fontsize=fs + 1)
@@ -333,7 +301,7 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
         ax.plot(b, sweep["Q"].values[:, k, k], color=cols[k], lw=lw * 0.8, ls="-.",
                 label=f"Q[{k},{k}] (superfluous)")
     for thr in sweep["threshold"].values:
-        _vline(ax, float(thr), None)
+        vline(ax, float(thr), None)
     ax.set_xlabel("β")
     ax.set_ylabel("overlap")
     ax.legend(fontsize=fs - 1, frameon=False)
@@ -360,30 +328,6 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
 # ---------------------------------------------------------------------------------------
 # 2. superfluous latents
 # ---------------------------------------------------------------------------------------
-def generic_state(p: Params, overlap: float = 0.01) -> dict[str, Array]:
-    """A physical start in which every latent overlaps every factor a little.
-
-    m = d = overlap * A with A_ij = 2^-|i-j| (so no two latents are interchangeable),
-    W = W* m^T + (own unit directions), V likewise with other own directions: Q = E =
-    m m^T + diag(1 - |m_i|^2), R = m m^T, D = 1. Unlike :func:`linvae.ode.overlap_state`,
-    a superfluous latent starts with m != 0, as after a random start at finite N, so the
-    slow mode in which it un-learns the factor is excited. For M = M* = 1 it equals
-    overlap_state(p, overlap).
-    """
-    p = _check_params(p)
-    c = check_real("overlap", overlap, ge=-1.0, le=1.0)
-    M, Ms = p.M, p.M_star
-    i, j = np.indices((M, Ms))
-    C = c * 2.0 ** -np.abs(i - j).astype(np.float64)
-    norm2 = (C * C).sum(axis=1)
-    if np.any(norm2 > 1.0):
-        raise ValueError(f"overlap={c:g} is too large for M={M}, M_star={Ms}: a latent's "
-                         f"squared overlaps sum to {norm2.max():.3g} > 1")
-    G = C @ C.T
-    return {"m": C, "d": C.copy(), "Q": G + np.diag(1.0 - norm2),
-            "E": G + np.diag(1.0 - norm2), "R": G.copy(), "D": np.ones(M)}
-
-
 def superfluous(p: Params | None = None, betas: ArrayLike | None = None,
                 t_max: float = 1000.0, record_every: float = 2.0,
                 overlap: float = 0.1) -> xr.Dataset:
@@ -410,7 +354,7 @@ def superfluous(p: Params | None = None, betas: ArrayLike | None = None,
         Dk, eg (``fp_*``) and its slowest eigenvalue ``max_real``.
     """
     p = Params(M=2, M_star=1, rho=1.0, eta=1.0, beta=0.9, tau=0.2) if p is None \
-        else _check_params(p)
+        else check_params(p)
     if p.M <= p.M_star:
         raise ValueError(f"superfluous latents need M > M_star, got M={p.M}, "
                          f"M_star={p.M_star}")
@@ -423,7 +367,7 @@ def superfluous(p: Params | None = None, betas: ArrayLike | None = None,
         ds = integrate(pb, t_max=t_max, init=generic_state(pb, overlap),
                        record_every=record_every, rtol=1e-9, atol=1e-11)
         runs.append(ds)
-        st = [f for f in fixed_points(pb, [{k: ds[k].isel(t=-1).values for k in _OPS}],
+        st = [f for f in fixed_points(pb, [state_of(ds.isel(t=-1))],
                                       n_random=0, integrate_starts=False) if f.stable]
         fps.append(st[0] if st else None)
     t = runs[0]["t"].values
@@ -462,15 +406,15 @@ def superfluous_vs_M(p: Params | None = None, Ms: Sequence[int] = (1, 2, 3),
 
     ``p`` gives M*, rho, eta, tau (default M* = 1, rho = eta = 1, tau = 0.2); each M in
     ``Ms`` (>= 1) and beta in ``betas`` (default 0.5 eta and 1.5 eta) is evaluated. The
-    convergence time (:func:`linvae.convergence_time`) starts from
+    convergence time (:func:`linvae.stability.convergence_time`) starts from
     :func:`generic_state` with the given ``overlap``: the superfluous latents start with
     small overlaps with the factors, as after a random start at finite N. (From
-    :func:`linvae.ode.overlap_state` they would start with m = 0 exactly, which the ODE
+    :func:`linvae.states.overlap_state` they would start with m = 0 exactly, which the ODE
     preserves, and the slowest mode, in which a noise-fitting latent un-learns the
     factor, would never be excited.)
     """
     p = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.2) if p is None \
-        else _check_params(p)
+        else check_params(p)
     Ms = [check_int("Ms[i]", M, ge=1) for M in Ms]
     if not Ms:
         raise ValueError("Ms must not be empty")
@@ -496,8 +440,10 @@ def superfluous_vs_M(p: Params | None = None, Ms: Sequence[int] = (1, 2, 3),
 
 def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
                      fig: Figure | None = None) -> Figure:
-    """The extra latent's Q_kk, R_kk and rate over time (beta below/above eta), and if
-    given, eps_g, convergence time and slowest eigenvalue vs M."""
+    """Plot the extra latent's Q_kk, R_kk and rate over time (beta below/above eta).
+
+    If ``vs_M`` is given, also plot eps_g, convergence time and slowest eigenvalue vs M.
+    """
     ncols = 2 if vs_M is None else 4
     if fig is None:
         fig = figure(ncols=ncols)
@@ -505,7 +451,7 @@ def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
     lw, fs = STYLE["linewidth"], STYLE["fontsize"]
     Ms = int(np.atleast_1d(traj.attrs["rho"]).size)
     extra = list(range(Ms, traj.sizes["latent"]))
-    cols = _colors(traj.sizes["beta"])
+    cols = colors(traj.sizes["beta"])
     t = traj["t"].values
     for c, beta in zip(cols, traj["beta"].values, strict=True):
         sel = traj.sel(beta=beta)
@@ -529,7 +475,7 @@ def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
     axes[1].set_ylabel("rate of the extra latent")
     axes[1].legend(fontsize=fs - 1, frameon=False)
     if vs_M is not None:
-        cols = _colors(vs_M.sizes["beta"])
+        cols = colors(vs_M.sizes["beta"])
         M = vs_M["M"].values
         for c, beta in zip(cols, vs_M["beta"].values, strict=True):
             sel = vs_M.sel(beta=beta)
@@ -553,32 +499,8 @@ def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
 # ---------------------------------------------------------------------------------------
 # 3. KL annealing
 # ---------------------------------------------------------------------------------------
-#: Schedules compared by :func:`annealing`, each parametrised by a rate gamma.
-SCHEDULES = ("tanh", "linear", "sigmoid", "cyclical")
-
-
-def make_schedule(kind: str, beta_inf: float, gamma: float) -> schedules.Schedule:
-    """A schedule of rate ``gamma`` reaching ``beta_inf``, comparable across kinds.
-
-    ``tanh``: beta_inf tanh(gamma t) (the paper's); ``linear``: warm-up over
-    t_warmup = 2 / gamma (tanh is at 96 % at gamma t = 2); ``sigmoid``: logistic of rate
-    4 gamma centred at t_mid = 1 / gamma; ``cyclical``: 4 linear ramps of period
-    2 / gamma (ratio 0.5), then constant.
-    """
-    gamma = check_real("gamma", gamma, gt=0.0)
-    if kind == "tanh":
-        return schedules.Tanh(beta_inf, gamma)
-    if kind == "linear":
-        return schedules.Linear(beta_inf, t_warmup=2.0 / gamma)
-    if kind == "sigmoid":
-        return schedules.Sigmoid(beta_inf, gamma=4.0 * gamma, t_mid=1.0 / gamma)
-    if kind == "cyclical":
-        return schedules.Cyclical(beta_inf, period=2.0 / gamma, ratio=0.5, n_cycles=4)
-    raise ValueError(f"kind must be one of {SCHEDULES}, got {kind!r}")
-
-
 def annealing(p: Params | None = None, gammas: ArrayLike | None = None,
-              kinds: Sequence[str] = SCHEDULES, delta: float = 1e-3,
+              kinds: Sequence[str] = schedules.RATE_KINDS, delta: float = 1e-3,
               overlap: float = 0.01) -> xr.Dataset:
     """Convergence time vs annealing rate gamma, per schedule, against constant beta.
 
@@ -590,11 +512,12 @@ def annealing(p: Params | None = None, gammas: ArrayLike | None = None,
     gammas : array, optional
         Rates gamma > 0; default 16 values from 0.01 to 1, log-spaced.
     kinds : sequence of str
-        Schedules, among :data:`SCHEDULES` (see :func:`make_schedule`).
+        Schedules, among :data:`linvae.schedules.RATE_KINDS` (see
+        :func:`linvae.schedules.make_schedule`).
     delta : float
-        Tolerance of :func:`linvae.convergence_time`.
+        Tolerance of :func:`linvae.stability.convergence_time`.
     overlap : float
-        Start :func:`linvae.ode.overlap_state` with this overlap; the default 0.01 (an
+        Start :func:`linvae.states.overlap_state` with this overlap; the default 0.01 (an
         O(N^-1/2) start, like the authors' random start at N = 10^4) reproduces the times
         61 / 75 / 174 / 60 of docs/model.md#findings.
 
@@ -602,20 +525,20 @@ def annealing(p: Params | None = None, gammas: ArrayLike | None = None,
     -------
     xarray.Dataset
         ``t_conv`` over (schedule, gamma); ``t_constant`` (constant beta_inf), and
-        ``gamma_star`` = -J_max / 2 (:func:`linvae.annealing_threshold`).
+        ``gamma_star`` = -J_max / 2 (:func:`linvae.stability.annealing_threshold`).
     """
-    p = Params(rho=1.0, eta=1.0, beta=0.5, tau=0.5) if p is None else _check_params(p)
+    p = Params(rho=1.0, eta=1.0, beta=0.5, tau=0.5) if p is None else check_params(p)
     g = _grid("gammas", np.geomspace(0.01, 1.0, 16) if gammas is None else gammas, gt=0.0)
     kinds = list(kinds)
     for k in kinds:
-        if k not in SCHEDULES:
-            raise ValueError(f"kinds must be among {SCHEDULES}, got {k!r}")
+        if k not in schedules.RATE_KINDS:
+            raise ValueError(f"kinds must be among {schedules.RATE_KINDS}, got {k!r}")
     delta = check_real("delta", delta, gt=0.0)
     beta_inf = p.beta_inf
     p0 = p.replace(beta=beta_inf)
     init = overlap_state(p0, overlap)
     t_const = convergence_time(p0, delta, init=init)
-    tc = np.array([[convergence_time(p.replace(beta=make_schedule(k, beta_inf, float(x))),
+    tc = np.array([[convergence_time(p.replace(beta=schedules.make_schedule(k, beta_inf, float(x))),
                                      delta, init=init) for x in g] for k in kinds])
     gstar = annealing_threshold(p0)
     return xr.Dataset({"t_conv": (("schedule", "gamma"), tc), "t_constant": ((), t_const),
@@ -634,12 +557,12 @@ def plot_annealing(ann: xr.Dataset, fig: Figure | None = None) -> Figure:
     ax = fig.axes[0]
     lw, fs = STYLE["linewidth"], STYLE["fontsize"]
     g = ann["gamma"].values
-    for c, k in zip(_colors(ann.sizes["schedule"]), ann["schedule"].values, strict=True):
+    for c, k in zip(colors(ann.sizes["schedule"]), ann["schedule"].values, strict=True):
         ax.plot(g, ann["t_conv"].sel(schedule=k).values, "o-", ms=3, color=c, lw=lw,
                 label=str(k))
     ax.axhline(float(ann["t_constant"]), color="k", ls="--", lw=lw * 0.8,
                label="constant β")
-    _vline(ax, float(ann["gamma_star"]), f"γ* = {float(ann['gamma_star']):.3g}")
+    vline(ax, float(ann["gamma_star"]), f"γ* = {float(ann['gamma_star']):.3g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("annealing rate γ")
@@ -676,32 +599,6 @@ def disentanglement_score(m: ArrayLike) -> Array:
     return out.reshape(mass.shape[:-2])
 
 
-def entangled_state(p: Params, overlap: float = 0.5, angle: float = 0.6) -> dict[str, Array]:
-    """A physical start in which latents 0 and 1 mix factors 0 and 1 by ``angle``.
-
-    Avoid angle = pi/4 (mod pi/2): that start is invariant under a symmetry of the ODEs
-    (swapping the two latents combined with a sign flip of one factor), which the ODE
-    preserves, so m stays at score 1/2 forever (a saddle); SGD noise would break it.
-
-    W and V columns are overlap * (rotated teacher) + sqrt(1 - overlap^2) * (own unit
-    directions, distinct for W and V): m = d = overlap * O (O a rotation by ``angle`` in
-    the first two factors), Q = E = I, R = overlap^2 O O^T = overlap^2 I on those
-    latents. Needs M >= 2 and M* >= 2.
-    """
-    p = _check_params(p)
-    if min(p.M, p.M_star) < 2:
-        raise ValueError(f"an entangled start needs M >= 2 and M_star >= 2, got "
-                         f"M={p.M}, M_star={p.M_star}")
-    c = check_real("overlap", overlap, ge=-1.0, le=1.0)
-    angle = check_real("angle", angle)
-    s = overlap_state(p, c)
-    O = np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]])
-    s["m"][:2, :2] = c * O
-    s["d"][:2, :2] = c * O
-    s["R"][:2, :2] = c * c * (O @ O.T)
-    return s
-
-
 def disentanglement(p: Params | None = None, t_max: float = 600.0,
                     record_every: float = 2.0, overlap: float = 0.5,
                     angle: float = 0.6) -> xr.Dataset:
@@ -713,12 +610,12 @@ def disentanglement(p: Params | None = None, t_max: float = 600.0,
     slowest eigenvalue at the stable fixed point, which sets the time scale).
     """
     p = Params(M=2, M_star=2, rho=[3.0, 1.0], eta=1.0, beta=1.0, tau=0.5) if p is None \
-        else _check_params(p)
+        else check_params(p)
     ds = integrate(p, t_max=t_max, init=entangled_state(p, overlap, angle),
                    record_every=record_every, rtol=1e-9, atol=1e-11)
     ds["score"] = (("t",), disentanglement_score(ds["m"].values))
     ds["score"].attrs["long_name"] = "disentanglement score"
-    st = [f for f in fixed_points(p, [{k: ds[k].isel(t=-1).values for k in _OPS}],
+    st = [f for f in fixed_points(p, [state_of(ds.isel(t=-1))],
                                   n_random=0, integrate_starts=False) if f.stable]
     ds.attrs.update(finding="disentanglement", overlap=overlap, angle=angle,
                     max_real=st[0].max_real if st else math.nan)
@@ -733,7 +630,7 @@ def plot_disentanglement(ds: xr.Dataset, fig: Figure | None = None) -> Figure:
     lw, fs = STYLE["linewidth"], STYLE["fontsize"]
     t = ds["t"].values
     M, Ms = ds.sizes["latent"], ds.sizes["factor"]
-    cols = _colors(M * Ms)
+    cols = colors(M * Ms)
     for n, (i, j) in enumerate(np.ndindex(M, Ms)):
         ax0.plot(t, ds["m"].values[:, i, j], color=cols[n], lw=lw,
                  ls="-" if i == j else "--", label=f"m[{i},{j}]")

@@ -16,14 +16,16 @@ import threading
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 from numpy.typing import NDArray
 
 from .errors import OutputError
 from .params import Params
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = [
     "NETCDF_LOCK",
@@ -68,8 +70,11 @@ def _check_target(path: str | os.PathLike[str], what: str) -> tuple[Path, Path]:
 
 
 def _probe(folder: Path, name: str, what: str) -> None:
-    """Create and remove a hidden file in ``folder``: the one test that file systems
-    such as /proc, read-only mounts or full quotas answer truthfully."""
+    """Create and remove a hidden file in ``folder``.
+
+    That is the one test that file systems such as /proc, read-only mounts or full quotas
+    answer truthfully.
+    """
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".probe", dir=folder)
     except OSError as exc:
@@ -155,6 +160,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     return path
 
 
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`)."""
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    return atomic_write(path, write)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -182,6 +196,8 @@ _PARAMS_ATTRS = {"M", "M_star", "rho", "eta", "lam", "tau", "beta_schedule"}
 
 def load(path: str | os.PathLike[str]) -> xr.Dataset:
     """Read a dataset written by :func:`save`, fully into memory, with its types restored."""
+    import xarray as xr
+
     with NETCDF_LOCK:
         ds = xr.load_dataset(path, engine="netcdf4")
     for name in list(ds.variables):

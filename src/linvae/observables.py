@@ -59,8 +59,11 @@ def moments(m: Array, d: Array, Q: Array, E: Array, R: Array, rho: ArrayLike,
 
 
 class Derived(NamedTuple):
-    """Observables of docs/model.md#order-parameters: generalisation error, rate,
-    distortion, loss, and the authors' form of the generalisation error (for comparison only)."""
+    """Observables of docs/model.md#order-parameters.
+
+    Generalisation error, rate, distortion, loss, and the authors' form of the
+    generalisation error (for comparison only).
+    """
 
     eg: Array
     rate: Array
@@ -75,8 +78,11 @@ _ENUMERATE_MATCHINGS = 720
 
 
 def _matchings(M: int, M_star: int) -> Array:
-    """Every injective pairing of min(M, M*) factors with distinct latents, as an
-    integer array (n_matchings, M*) of the latent paired with each factor (-1: none)."""
+    """Return every injective pairing of min(M, M*) factors with distinct latents.
+
+    The result is an integer array (n_matchings, M*) of the latent paired with each
+    factor (-1: none).
+    """
     import itertools
 
     rows: list[Sequence[int]]
@@ -99,12 +105,14 @@ def _n_matchings(M: int, M_star: int) -> int:
 
 
 def eg(m: Array, Q: Array, rho: ArrayLike) -> Array:
-    """Generalisation error: ||W* P^(1/2) - W||_F^2 / N minimised over sign flips and
-    matchings of latents to factors, the symmetries the loss cannot see.
+    """Return the generalisation error ``||W* P^(1/2) - W||_F^2 / N``.
 
-    eps_g = sum_k rho_k + tr Q - 2 max_pi sum_{k matched} sqrt(rho_k) |m_{pi(k) k}|: an
-    unmatched factor counts rho_k in full, an unmatched latent its Q_kk. For
-    M = M* = 1 this is rho - 2 sqrt(rho) |m| + Q. Non-finite states give NaN.
+    The norm is minimised over sign flips and matchings of latents to factors, the
+    symmetries the loss cannot see.
+
+    ``eps_g = sum_k rho_k + tr Q - 2 max_pi sum_{k matched} sqrt(rho_k) |m_{pi(k) k}|``:
+    an unmatched factor counts rho_k in full, an unmatched latent its Q_kk. For
+    M = M* = 1 this is ``rho - 2 sqrt(rho) |m| + Q``. Non-finite states give NaN.
     """
     m = np.asarray(m, dtype=np.float64)
     Q = np.asarray(Q, dtype=np.float64)
@@ -135,12 +143,30 @@ def eg(m: Array, Q: Array, rho: ArrayLike) -> Array:
 
 
 def eg_authors(m: Array, Q: Array) -> Array:
-    """The authors' code's form M* - 2 |1^T m 1| + 1^T Q 1 (it assumes rho = 1 and sums m
-    over all entries); it equals eps_g only for rho = 1 and M = M* = 1, and changes when a
-    latent flips sign. Kept only to compare with that code."""
+    """Return the authors' code's form of eps_g, ``M* - 2 |1^T m 1| + 1^T Q 1``.
+
+    That form assumes rho = 1 and sums m over all entries; it equals eps_g only for
+    rho = 1 and M = M* = 1, and changes when a latent flips sign. Kept only to compare
+    with that code.
+    """
     M_star = np.shape(m)[-1]
     return np.asarray(M_star - 2.0 * np.abs(np.sum(m, axis=(-2, -1)))
                       + np.sum(Q, axis=(-2, -1)))
+
+
+def _latent_rates(Bb: Array, D: Array) -> Array:
+    Bdiag = np.diagonal(Bb, axis1=-2, axis2=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # D <= 0 only on diverged replicas
+        return np.asarray(0.5 * (Bdiag + D - np.log(D) - 1.0))
+
+
+def latent_rates(m: Array, d: Array, Q: Array, E: Array, R: Array, D: Array, *,
+                 rho: ArrayLike, eta: float) -> Array:
+    """Return the rate of each latent k, 1/2 (Bb_kk + D_k - log D_k - 1), over the last axis.
+
+    The rate of :func:`derived` is their sum.
+    """
+    return _latent_rates(moments(m, d, Q, E, R, rho, eta).Bb, D)
 
 
 def derived(m: Array, d: Array, Q: Array, E: Array, R: Array, D: Array, *, rho: ArrayLike,
@@ -152,9 +178,7 @@ def derived(m: Array, d: Array, Q: Array, E: Array, R: Array, D: Array, *, rho: 
     """
     Bb, Cab, _ = moments(m, d, Q, E, R, rho, eta)
     Qdiag = np.diagonal(Q, axis1=-2, axis2=-1)
-    Bdiag = np.diagonal(Bb, axis1=-2, axis2=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):  # D <= 0 only on diverged replicas
-        rate = 0.5 * np.sum(Bdiag + D - np.log(D) - 1.0, axis=-1)
+    rate = np.sum(_latent_rates(Bb, D), axis=-1)
     distortion = (-np.trace(Cab, axis1=-2, axis2=-1)
                   + 0.5 * np.einsum("...ij,...ji->...", Q, Bb)
                   + 0.5 * np.sum(Qdiag * D, axis=-1))
@@ -187,14 +211,18 @@ def gram_matrix(m: Array, d: Array, Q: Array, E: Array, R: Array) -> Array:
 
 
 def state_gram(state: Mapping[str, ArrayLike]) -> Array:
-    """The Gram matrix of a state given as a mapping with m, d, Q, E, R (any extra keys,
-    such as D, are ignored), over leading axes."""
+    """Return the Gram matrix of a state given as a mapping with m, d, Q, E, R.
+
+    Any extra keys, such as D, are ignored; leading axes are kept.
+    """
     return gram_matrix(*(np.asarray(state[k], dtype=np.float64) for k in ORDER_PARAMETERS[:5]))
 
 
 def gram_sqrt(G: Array) -> Array:
-    """Symmetric square root S of a PSD Gram matrix (S^T S = G; tiny negative eigenvalues
-    from rounding are set to zero). [W*, W, V] = sqrt(N) F S realises G
-    (docs/model.md#initial-states)."""
+    """Return the symmetric square root S of a PSD Gram matrix (S^T S = G).
+
+    Tiny negative eigenvalues from rounding are set to zero. [W*, W, V] = sqrt(N) F S
+    realises G (docs/model.md#initial-states).
+    """
     lam, U = np.linalg.eigh(G)
     return np.asarray((U * np.sqrt(np.clip(lam, 0.0, None))) @ np.swapaxes(U, -1, -2))

@@ -37,19 +37,21 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import xarray as xr
 from numpy.typing import ArrayLike, NDArray
-from scipy.integrate import solve_ivp
 
 from . import _core, observables, schedules
-from ._validate import check_int, check_real
+from ._validate import check_int, check_params, check_real
 from .dataset import DIMS, make_dataset, parse_state, time_grid
 from .errors import IntegrationError, UnphysicalStateError
 from .observables import ORDER_PARAMETERS
 from .params import Params
+from .states import overlap_state
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = [
     "COMPILED_METHODS",
@@ -69,9 +71,7 @@ __all__ = [
     "jacobian",
     "layout",
     "min_gram_eigenvalue",
-    "overlap_state",
     "pack",
-    "random_init_state",
     "rhs",
     "steady_state_grid",
     "unpack",
@@ -169,7 +169,7 @@ _LAYOUTS: dict[tuple[int, int], StateLayout] = {}
 
 
 def layout(params: Params) -> StateLayout:
-    """The flat layout for ``params`` (cached per (M, M*))."""
+    """Return the flat layout for ``params`` (cached per (M, M*))."""
     key = (params.M, params.M_star)
     if key not in _LAYOUTS:
         _LAYOUTS[key] = StateLayout(*key)
@@ -182,7 +182,7 @@ def pack(state: Mapping[str, ArrayLike], params: Params) -> Array:
 
 
 def unpack(y: ArrayLike, params: Params) -> State:
-    """Dict of order parameters from a flat state vector (see :class:`StateLayout`)."""
+    """Return the dict of order parameters from a flat state vector (see :class:`StateLayout`)."""
     return layout(params).unpack(y)
 
 
@@ -215,9 +215,12 @@ def _compiled_beta(p: Params) -> bool:
 
 
 def _new_system(p: Params, drift: ArrayLike | None = None) -> _core.OdeSystem:
-    """The compiled ODEs of ``p``. For a schedule of another kind the callers pass beta(t)
-    in (the system's own beta is then the constant beta_inf). ``drift``, a constant added
-    to the right-hand side, exists for the tests (to leave the physical region on purpose)."""
+    """Build the compiled ODEs of ``p``.
+
+    For a schedule of another kind the callers pass beta(t) in (the system's own beta is
+    then the constant beta_inf). ``drift``, a constant added to the right-hand side,
+    exists for the tests (to leave the physical region on purpose).
+    """
     spec = _schedule_spec(p.beta) or (0, [p.beta_inf, 0.0, 0.0, 0.0])
     extra = [] if drift is None else [float(v) for v in np.ravel(drift)]
     return _core.OdeSystem(p.M, p.M_star, list(p.rho), p.eta, p.lam, p.tau, spec[0], spec[1],
@@ -233,8 +236,11 @@ _LAST_SYSTEM: tuple[Params | None, Any] = (None, None)
 
 
 def _system(p: Params) -> _core.OdeSystem:
-    """The compiled ODEs of ``p``, cached per parameter set (and for the last ``p`` by
-    identity, so that root finding calling the right-hand side does not hash p each time)."""
+    """Return the compiled ODEs of ``p``, cached per parameter set.
+
+    It is also cached for the last ``p`` by identity, so that root finding calling the
+    right-hand side does not hash p each time.
+    """
     global _LAST_SYSTEM
     last_p, last = _LAST_SYSTEM
     if last_p is p:
@@ -248,7 +254,7 @@ def _system(p: Params) -> _core.OdeSystem:
 
 
 def _beta_arg(p: Params, t: float | None) -> float | None:
-    """The beta to pass to the compiled calls: None where they evaluate beta(t) themselves."""
+    """Return the beta for the compiled calls: None where they evaluate beta(t) themselves."""
     if t is None:
         return p.beta_inf
     return None if _compiled_beta(p) else float(p.beta_at(t))
@@ -328,37 +334,6 @@ def jacobian(params: Params, state: Mapping[str, ArrayLike] | ArrayLike,
                                                _beta_arg(params, t)))
 
 
-# ---------------------------------------------------------------------------------------
-# states
-# ---------------------------------------------------------------------------------------
-def random_init_state(params: Params) -> State:
-    """The N -> infinity limit of the default random start (W, V i.i.d. N(0, 1), D = 1).
-
-    m = d = 0, Q = E = I, R = 0, D = 1. Note that m = d = 0 is invariant under the ODE
-    (docs/model.md#odes): started here, the ODE never learns the teacher, while SGD at
-    finite N escapes after a time ~ log N. Start the ODE from a prescribed state with
-    O(1) overlaps (:func:`overlap_state`) or from a simulation's measured t = 0 state.
-    """
-    M, Ms = params.M, params.M_star
-    return {"m": np.zeros((M, Ms)), "d": np.zeros((M, Ms)), "Q": np.eye(M), "E": np.eye(M),
-            "R": np.zeros((M, M)), "D": np.ones(M)}
-
-
-def overlap_state(params: Params, overlap: float = 0.5) -> State:
-    """A physical start with O(1) teacher overlaps: latent k aligned with factor k.
-
-    Column k of W and of V is ``overlap * W*_k + sqrt(1 - overlap^2) * (own unit
-    direction)`` for k < min(M, M*), unit norm otherwise, all other directions
-    orthogonal. Hence m = d = overlap * I (rectangular), Q = E = I, R = overlap^2 on
-    the first min(M, M*) diagonal entries, D = 1; the Gram matrix is PSD by construction.
-    """
-    c = check_real("overlap", overlap, ge=-1.0, le=1.0)
-    M, Ms = params.M, params.M_star
-    J = np.eye(M, Ms)
-    return {"m": c * J, "d": c * J, "Q": np.eye(M), "E": np.eye(M),
-            "R": c * c * (J @ J.T), "D": np.ones(M)}
-
-
 def min_gram_eigenvalue(state: Mapping[str, ArrayLike]) -> Array:
     """Smallest eigenvalue of the Gram matrix (docs/model.md#initial-states), over leading axes."""
     G = observables.state_gram(state)
@@ -378,6 +353,8 @@ class UnphysicalStateWarning(RuntimeWarning):
 
 
 def _check_init(init: Any, params: Params) -> State:
+    import xarray as xr
+
     if init is None:
         return overlap_state(params)
     if isinstance(init, str):
@@ -439,7 +416,7 @@ def integrate(p: Params, t_max: float = 20.0, init: Mapping[str, ArrayLike] | xr
     init : dict or xarray.Dataset, optional
         Start state: ``{"m", "d", "Q", "E", "R", "D"}`` as for the simulation, or a
         single-state dataset slice (``ds.isel(replica=0, t=0)``,
-        ``ds.mean("replica").isel(t=0)``). Validated by :func:`linvae.parse_state`
+        ``ds.mean("replica").isel(t=0)``). Validated by :func:`linvae.dataset.parse_state`
         (shapes, symmetry, D > 0, Gram matrix PSD). Default: :func:`overlap_state`.
     record_every : float
         Spacing of the recorded times 0, record_every, ..., (t_max always recorded).
@@ -470,7 +447,7 @@ def integrate(p: Params, t_max: float = 20.0, init: Mapping[str, ArrayLike] | xr
     Returns
     -------
     xarray.Dataset
-        The layout of :func:`linvae.make_dataset` with lead ("t",); attrs add kind="ode",
+        The layout of :func:`linvae.dataset.make_dataset` with lead ("t",); attrs add kind="ode",
         method, solver, rtol, atol, psd_tol, min_gram_eigenvalue (over the recorded
         points), truncated (0/1), t_unphysical (NaN unless truncated), nfev, njev.
 
@@ -493,9 +470,11 @@ def final_state(p: Params, t_max: float, init: Mapping[str, ArrayLike] | xr.Data
                 None = None, *, method: str = "auto", rtol: float = 1e-8, atol: float = 1e-10,
                 psd_tol: float = 1e-8,
                 solver: Literal["compiled", "scipy"] | None = None) -> State:
-    """The state at ``t_max`` of :func:`integrate` (same arguments, checks and errors,
-    with ``on_unphysical="raise"``), without building the trajectory's dataset: for
-    callers that only need where a run ends."""
+    """Return the state at ``t_max`` of :func:`integrate`, without the trajectory's dataset.
+
+    Same arguments, checks and errors as :func:`integrate` with ``on_unphysical="raise"``,
+    but no dataset of the trajectory is built: for callers that only need where a run ends.
+    """
     run, opts = _integrate_run(p, t_max, init, t_max, method, rtol, atol, None, "raise",
                                psd_tol, solver)
     if run.status == 0 and run.first_bad < 0 and run.t.size:
@@ -508,8 +487,7 @@ def _integrate_run(p: Any, t_max: Any, init: Any, record_every: Any, method: Any
                    atol: Any, t_eval: Any, on_unphysical: Any, psd_tol: Any,
                    solver: Any) -> tuple[_Run, dict[str, Any]]:
     """Check the arguments of :func:`integrate` and run the solver."""
-    if not isinstance(p, Params):
-        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    p = check_params(p)
     t_max = check_real("t_max", t_max, gt=0.0)
     record_every = check_real("record_every", record_every, gt=0.0)
     if record_every > t_max:
@@ -559,6 +537,8 @@ class _Run:
 def _run_scipy(p: Params, system: _core.OdeSystem, y0: Array, t_max: float, grid: Array,
                method: str, rtol: float, atol: float, psd_tol: float) -> _Run:
     """solve_ivp with the compiled right-hand side, Jacobian and event functions."""
+    from scipy.integrate import solve_ivp
+
     d_slice = layout(p).slices["D"]
     python_beta = not _compiled_beta(p)
 
@@ -611,7 +591,7 @@ def _run_scipy(p: Params, system: _core.OdeSystem, y0: Array, t_max: float, grid
 
 def _finish(p: Params, run: _Run, *, method: str, solver: str, rtol: float, atol: float,
             psd_tol: float, on_unphysical: str) -> xr.Dataset:
-    """The dataset of a run, or the exception for a run that failed or left the region."""
+    """Build the dataset of a run, or raise for a run that failed or left the region."""
     if run.status == -1:
         raise IntegrationError(f"ODE integration failed ({method}, rtol={rtol:g}, "
                                f"atol={atol:g}): {run.message}")
@@ -630,7 +610,7 @@ def _finish(p: Params, run: _Run, *, method: str, solver: str, rtol: float, atol
         raise IntegrationError(
             f"ODE state ran away at t = {t_bad:.6g}: an order parameter went beyond "
             f"{RUNAWAY:g} in absolute value (tau={p.tau:g} may be beyond the step-size "
-            f"limit, linvae.step_size_limit, where SGD diverges too)", t=t_bad,
+            f"limit, linvae.stability.step_size_limit, where SGD diverges too)", t=t_bad,
             partial=partial)
     if run.status == 1:  # a terminal event: the state left the physical region
         t_bad = run.t_event
@@ -814,7 +794,7 @@ def _threads(threads: Any) -> int:
 
 def _grid_solver(method: Any, rtol: Any, atol: Any,
                  psd_tol: Any) -> tuple[str, float, float, float]:
-    """The checked solver arguments of the grid calls, which run compiled."""
+    """Check and return the solver arguments of the grid calls, which run compiled."""
     if not isinstance(method, str) or method not in COMPILED_METHODS:
         raise ValueError(f"method must be one of {COMPILED_METHODS} (grids run compiled), "
                          f"got {method!r}")
@@ -827,8 +807,10 @@ def _chunks(size: int) -> list[slice]:
 
 
 def _grid_derived(ops: Mapping[str, Array], pts: _GridPoints, beta: Array) -> dict[str, Array]:
-    """The derived observables of :func:`linvae.observables.derived` at per-point
-    parameters (ops and ``beta`` have the point axis first)."""
+    """Compute the derived observables of :func:`linvae.observables.derived` per point.
+
+    The parameters are per point (ops and ``beta`` have the point axis first).
+    """
     lead = ops["D"].shape[:-1]
     extra = (1,) * (len(lead) - 1)
     out: dict[str, Array] = {}
@@ -848,6 +830,8 @@ def _grid_dataset(p: Params, pts: _GridPoints, ops: Mapping[str, Array],
                   per_point: Mapping[str, tuple[tuple[str, ...], NDArray[Any]]],
                   attrs: Mapping[str, Any], lead: tuple[str, ...] = ()) -> xr.Dataset:
     """Dataset over the grid dims (and ``lead``, e.g. "t"); ops have the point axis first."""
+    import xarray as xr
+
     shape = pts.shape
     data: dict[str, Any] = {}
     for k in ORDER_PARAMETERS:
@@ -912,8 +896,7 @@ def integrate_grid(p: Params, grid: Mapping[str, ArrayLike], t_max: float = 100.
         ``min_gram_eigenvalue`` (over the physical records) and ``nfev``. A point that
         fails is not an error: its records from the failure on are NaN.
     """
-    if not isinstance(p, Params):
-        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    p = check_params(p)
     pts = _grid_points(p, grid)
     t_max = check_real("t_max", t_max, gt=0.0)
     if record_every is None and t_eval is None:
@@ -967,8 +950,11 @@ def integrate_grid(p: Params, grid: Mapping[str, ArrayLike], t_max: float = 100.
 
 
 def _symmetry_modes(rho: Array) -> NDArray[np.int32]:
-    """Per point, the number of rotation zero modes among equal rho_k: sum g (g - 1) / 2
-    over the groups of g equal rho_k (equal as in linvae.stability)."""
+    """Count, per point, the rotation zero modes among equal rho_k.
+
+    That is sum g (g - 1) / 2 over the groups of g equal rho_k (equal as in
+    linvae.stability).
+    """
     out = np.zeros(rho.shape[0], dtype=np.int32)
     if rho.shape[1] == 1:
         return out
@@ -994,12 +980,12 @@ def steady_state_grid(p: Params, grid: Mapping[str, ArrayLike],
                       method: str = "auto", rtol: float = 1e-6, atol: float = 1e-9,
                       psd_tol: float = 1e-8, eig_tol: float = 1e-9,
                       threads: int | None = None) -> xr.Dataset:
-    """The stable fixed point each point of a parameter grid settles at, in one call.
+    """Find the stable fixed point each point of a parameter grid settles at, in one call.
 
     At every point (``p`` with the grid's parameters, see :func:`integrate_grid`) the ODE
     is integrated from ``init`` for ``t_settle``; the end state is refined by Newton's
     method with the analytic Jacobian at beta_inf and accepted if it is a physical fixed
-    point (residual max|rhs| <= 1e-10), close to the end state, whose Jacobian has every
+    point (residual ``max|rhs| <= 1e-10``), close to the end state, whose Jacobian has every
     eigenvalue below -eig_tol (up to the zero modes of rotations among equal rho_k).
     Otherwise the run goes on for twice as long and is refined again, up to
     ``max_rounds`` times. All of it is compiled, in parallel over the points.
@@ -1029,14 +1015,13 @@ def steady_state_grid(p: Params, grid: Mapping[str, ArrayLike],
         and eg_authors (at beta_inf), ``max_real`` (the largest real part of the
         Jacobian's eigenvalues, symmetry zero modes left out), ``stable`` (bool),
         ``status`` (:data:`STEADY_STATUS`), ``residual``, ``t_end`` (how long it ran),
-        ``n_learned`` (latents with some |m_ij| > linvae.stability.KIND_TOL) and the
+        ``n_learned`` (latents with some ``|m_ij| > linvae.stability.KIND_TOL``) and the
         ``eigenvalues`` (complex, by decreasing real part, over ``mode``). NaN where no
         fixed point was accepted (``stable`` False).
     """
     from .stability import KIND_TOL
 
-    if not isinstance(p, Params):
-        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    p = check_params(p)
     pts = _grid_points(p, grid)
     if np.any(pts.sched[:, 0] <= 0):
         raise ValueError("steady_state_grid needs beta (its limit beta_inf) > 0 at every "

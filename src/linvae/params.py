@@ -65,7 +65,7 @@ class Params:
     # -- convenient views -------------------------------------------------------------
     @property
     def rho_vec(self) -> NDArray[np.float64]:
-        """rho as an array of length M*."""
+        """The signal strengths rho as an array of length M*."""
         return np.array(self.rho, dtype=np.float64)
 
     @property
@@ -74,7 +74,7 @@ class Params:
         return np.diag(self.rho_vec)
 
     def beta_at(self, t: ArrayLike) -> NDArray[np.float64]:
-        """beta(t), vectorised over t."""
+        """Return beta(t), vectorised over t."""
         return self.beta(t)
 
     @property
@@ -83,7 +83,7 @@ class Params:
         return self.beta.limit()
 
     def replace(self, **changes: Any) -> Params:
-        """A copy with some fields changed (validated again)."""
+        """Return a copy with some fields changed (validated again)."""
         fields = {**self._fields(), **changes}
         return Params(**fields)
 
@@ -105,6 +105,7 @@ class Params:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> Params:
+        """Build the parameters from the attributes of :meth:`to_attrs`."""
         beta: float | Schedule = from_dict(json.loads(attrs["beta_schedule"])) \
             if "beta_schedule" in attrs else float(attrs["beta"])
         rho = np.atleast_1d(np.asarray(attrs["rho"], dtype=np.float64))

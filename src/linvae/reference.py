@@ -48,7 +48,7 @@ class ReferenceSGD:
 
     @classmethod
     def random(cls, params: Params, N: int, seed: int = 0) -> ReferenceSGD:
-        """The authors' default start: W, V i.i.d. N(0, 1), D = 1, random orthonormal W*."""
+        """Build the authors' default start: W, V i.i.d. N(0, 1), D = 1, random orthonormal W*."""
         rng = np.random.default_rng(seed)
         return cls(params, N, W=rng.standard_normal((N, params.M)),
                    V=rng.standard_normal((N, params.M)), D=np.ones(params.M),
@@ -71,10 +71,11 @@ class ReferenceSGD:
 
     @property
     def t(self) -> float:
+        """The time t = steps / N."""
         return self.steps / self.N
 
     def sample_x(self) -> Array:
-        """x = W* diag(sqrt(rho)) c / sqrt(N) + sqrt(eta) n, into a reused buffer."""
+        """Draw a sample x = W* diag(sqrt(rho)) c / sqrt(N) + sqrt(eta) n, into a reused buffer."""
         c = self.rng.standard_normal(self.p.M_star)
         x = self._x
         self.rng.standard_normal(out=x)
@@ -103,6 +104,7 @@ class ReferenceSGD:
         self.steps += 1
 
     def order_parameters(self) -> dict[str, Any]:
+        """Return the order parameters m, d, Q, E, R and D of the current weights."""
         N = self.N
         W, V, Ws = self.W, self.V, self.W_star
         return {"m": W.T @ Ws / N, "d": V.T @ Ws / N, "Q": W.T @ W / N, "E": V.T @ V / N,

@@ -1,6 +1,6 @@
 """``linvae reproduce``: every figure family of the paper, with its data and a summary.
 
-Six independent families, each written as ``<name>.png`` and ``<name>.pdf`` with its
+Seven independent families, each written as ``<name>.png`` and ``<name>.pdf`` with its
 data (netCDF, via :func:`linvae.io.save`) next to it:
 
 1. ``sgd_vs_ode``: SGD against the ODE (m, d, Q, E, R, D, eps_g) and the SGD-ODE gap
@@ -16,6 +16,10 @@ data (netCDF, via :func:`linvae.io.save`) next to it:
    :func:`linvae.findings.disentanglement`.
 6. ``optimal_beta``: steady-state eps_g vs beta for several rho, with the numerical
    minimum next to the optimum beta = eta; :func:`linvae.findings.optimal_beta`.
+7. ``fluctuations``: the finite-N theory (docs/model.md#fluctuations) against the Gram
+   chain: predicted vs measured sd of m and Q over N, and the median escape time from
+   the collapsed plateau vs ln N for two beta, with the slope 1/(2 lambda) against beta
+   (it diverges at rho + eta); :func:`linvae.fluctuations`, :func:`linvae.escape_time`.
 
 A family that fails is recorded (with its error) in ``summary.md`` and the others still
 run; :func:`reproduce` returns a :class:`Report`.
@@ -36,127 +40,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from . import io
 from .params import Params
+from .plot import (
+    BAND_SD,
+    STANDARD,
+    axis_label,
+    describe,
+    n_label,
+    save_figure,
+    suptitle,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .comparison import Comparison
 
-__all__ = ["FAMILIES", "Family", "Report", "plot_result", "reproduce", "run_compare",
-           "save_figure"]
+__all__ = ["FAMILIES", "Family", "Report", "reproduce", "run_compare"]
 
 log = logging.getLogger("linvae")
 
 FAMILIES = ("sgd_vs_ode", "collapse", "superfluous", "annealing", "disentanglement",
-            "optimal_beta")
-#: Variables of the standard figure (:func:`plot_result`)
-STANDARD = ("m", "d", "Q", "E", "R", "D", "eg")
-_LABELS = {"m": "m = WᵀW*/N", "d": "d = VᵀW*/N", "Q": "Q = WᵀW/N", "E": "E = VᵀV/N",
-           "R": "R = WᵀV/N", "D": "D (encoder variance)", "eg": "ε_g (generalisation error)",
-           "rate": "rate (KL)", "distortion": "distortion", "loss": "loss", "beta": "β(t)"}
-
-
-# -- figures ---------------------------------------------------------------------------
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 150) -> Path:
-    """Save a figure atomically (temporary file + rename); the format is the suffix."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    return io.atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
-
-
-def _describe(attrs: Mapping[str, Any], *, swept: tuple[str, ...] = ()) -> str:
-    """A short parameter line from dataset attributes, leaving out the ``swept`` ones."""
-    try:
-        p = Params.from_attrs(dict(attrs))
-    except (KeyError, TypeError, ValueError):
-        return ""
-    rho = np.atleast_1d(p.rho_vec)
-    rho_s = f"{rho[0]:g}" if np.all(rho == rho[0]) else "(" + ", ".join(f"{r:g}" for r in rho) + ")"
-    beta = f"{p.beta_inf:g}" if p.beta.is_constant else f"{p.beta.to_dict().get('kind', 'schedule')}→{p.beta_inf:g}"
-    parts = {"M": f"M={p.M}", "M_star": f"M*={p.M_star}", "rho": f"ρ={rho_s}",
-             "eta": f"η={p.eta:g}", "beta": f"β={beta}", "lam": f"λ={p.lam:g}",
-             "tau": f"τ={p.tau:g}"}
-    s = ", ".join(v for k, v in parts.items() if k not in swept)
-    if "N" in attrs:
-        s = f"N={int(attrs['N'])}, " + s
-    return s
-
-
-def _suptitle(fig: Figure, text: str, fontsize: float = 10) -> None:
-    """A figure title wrapped to the figure's width (never clipped)."""
-    import textwrap
-
-    width = max(30, int(fig.get_figwidth() * 130 / fontsize))
-    fig.suptitle("\n".join(textwrap.wrap(text, width)), fontsize=fontsize)
-
-
-def plot_result(ds: xr.Dataset, variables: Sequence[str] | None = None,
-                title: str | None = None) -> Figure:
-    """The standard figure of a simulation or ODE dataset: each variable over t.
-
-    Every entry of a matrix variable is drawn (the diagonal only if there are more than
-    6); for a simulation the replica mean with a band of +- one standard deviation
-    (diverged replicas left out).
-    """
-    from .plot import STYLE, _colors, _default_entries, _entry, figure
-
-    extra = [str(d) for d in ds.dims if d not in ("replica", "t", "latent", "latent2", "factor")]
-    if extra:  # e.g. a merged sweep, whose grid dims come first
-        raise ValueError(f"the data has the dims {', '.join(extra)} besides replica, t, "
-                         f"latent, latent2 and factor (a merged sweep?), so it holds more "
-                         f"than one run; plot one point: ds.sel({extra[0]}=...), or its own "
-                         f"result file (named in the sweep's variable 'key')")
-    have = [str(v) for v in ds.data_vars if "t" in ds[v].dims]
-    if not have:
-        raise ValueError("the file has no variables over time t; linvae plot reads the "
-                         "results of 'linvae simulate' and 'linvae ode'")
-    names = list(variables) if variables is not None else [v for v in STANDARD if v in ds]
-    bad = [v for v in names if v not in ds or "t" not in ds[v].dims]
-    if bad or not names:
-        raise ValueError(f"variables must be among the file's time series {have}, got "
-                         f"{bad or names}")
-    if "replica" in ds.dims and "diverged" in ds:
-        alive = np.flatnonzero(~ds["diverged"].values.astype(bool))
-        if alive.size == 0:
-            raise ValueError("every replica in the file diverged; nothing to plot")
-        ds = ds.isel(replica=alive)
-    ncols = 2 if len(names) > 1 else 1
-    nrows = math.ceil(len(names) / ncols)
-    fig = figure(ncols=ncols, nrows=nrows, width=4.0, height=2.6)
-    t = ds["t"].values
-    for ax, v in zip(fig.axes, names, strict=False):
-        da = ds[v]
-        idxs = _default_entries(da)
-        for c, idx in zip(_colors(len(idxs)), idxs, strict=True):
-            e = _entry(da, idx)
-            lab = f"{v}[{','.join(map(str, idx))}]" if idx else v
-            if "replica" in e.dims:
-                mean, sd = e.mean("replica").values, e.std("replica").values
-                ax.fill_between(t, mean - sd, mean + sd, color=c, alpha=STYLE["band_alpha"],
-                                lw=0)
-                ax.plot(t, mean, color=c, lw=STYLE["linewidth"], label=lab)
-            else:
-                ax.plot(t, e.values, color=c, lw=STYLE["linewidth"], label=lab)
-        ax.set_xlabel("t = steps / N")
-        ax.set_ylabel(_LABELS.get(v, v), fontsize=STYLE["fontsize"])
-        if len(idxs) > 1:
-            ax.legend(fontsize=STYLE["fontsize"] - 1, frameon=False)
-    for ax in fig.axes[len(names):]:
-        ax.set_visible(False)
-    if title is None:
-        kind = "ODE" if "replica" not in ds.dims else \
-            f"SGD, mean ± sd over {ds.sizes['replica']} replicas"
-        title = f"{kind}: {_describe(ds.attrs)}"
-    _suptitle(fig, title, fontsize=STYLE["fontsize"] + 1)
-    return fig
-
-
+            "optimal_beta", "fluctuations")
 # -- family 1: SGD vs ODE ---------------------------------------------------------------
 
 
@@ -167,11 +74,22 @@ def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replic
                 show: Sequence[int] | None = None) -> tuple[Comparison, list[Path]]:
     """Run :func:`linvae.compare`, write its data and the trajectories + gap figure.
 
+    The figure has the predicted band ODE +- 2 sigma / sqrt(N) when
+    :attr:`Comparison.spread` has it.
+
     ``sim_method`` is passed to :func:`linvae.compare`; ``show`` picks the N whose
     trajectories are drawn (default: all; the gap panel always has every N).
     """
     from .comparison import compare
-    from .plot import _n_label, figure, plot_gaps, plot_trajectories
+    from .plot import (
+        describe,
+        figure,
+        n_label,
+        plot_gaps,
+        plot_trajectories,
+        save_figure,
+        suptitle,
+    )
 
     io.check_output_folder(out)  # before the simulations, not after
     cmp = compare(p, Ns=Ns, t_max=t_max, replicas=replicas, init=init,
@@ -199,8 +117,8 @@ def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replic
     drawn = cmp.sims if show is None else {int(n): cmp.sims[int(n)] for n in show}
     fig = figure(ncols=4, nrows=2, width=3.6, height=2.8)
     for ax, v in zip(fig.axes, variables, strict=False):
-        plot_trajectories(cmp.ode, drawn, variable=v, ax=ax)
-        ax.set_ylabel(_LABELS.get(v, v))
+        plot_trajectories(cmp.ode, drawn, variable=v, ax=ax, theory=cmp.spread)
+        ax.set_ylabel(axis_label(cmp.ode, v))
         if v != variables[0]:
             leg = ax.get_legend()
             if leg is not None:
@@ -209,9 +127,10 @@ def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replic
               ax=fig.axes[7])
     fig.axes[7].set_title("SGD–ODE gap vs N (rms)", fontsize=9)
     gram = [n for n in cmp.Ns if cmp.methods.get(n) == "gram"]
-    how = f" (Gram chain at N = {', '.join(map(_n_label, gram))})" if gram else ""
-    _suptitle(fig, f"SGD (mean ± sd, {replicas} replicas) vs ODE, N = "
-                   f"{', '.join(map(_n_label, cmp.Ns))}{how}: {_describe(p.to_attrs())}")
+    how = f" (Gram chain at N = {', '.join(map(n_label, gram))})" if gram else ""
+    band = "" if cmp.spread is None else f", dotted: ODE ± {BAND_SD}σ/√N"
+    suptitle(fig, f"SGD (mean ± {BAND_SD} sd, {replicas} replicas{band}) vs ODE, N = "
+                   f"{', '.join(map(n_label, cmp.Ns))}{how}: {describe(p.to_attrs())}")
     for suffix in (".png", ".pdf"):
         files.append(save_figure(fig, out / f"{stem}{suffix}"))
     return cmp, files
@@ -234,6 +153,8 @@ class Family:
 
 @dataclass
 class Report:
+    """Outcome of a :func:`reproduce` run: the output folder, the mode and each family."""
+
     out: Path
     quick: bool
     families: list[Family]
@@ -241,6 +162,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """True when every figure family succeeded."""
         return all(f.ok for f in self.families)
 
 
@@ -256,7 +178,10 @@ def _settings(quick: bool) -> dict[str, Any]:
                 "sf_t_max": 300.0, "sf_vs_M": False,
                 "gammas": np.geomspace(0.01, 1.0, 6), "kinds": ("tanh",),
                 "dis_t_max": 2000.0, "opt_rhos": (0.5, 2.0),
-                "opt_betas": np.linspace(0.05, 2.5, 14)}
+                "opt_betas": np.linspace(0.05, 2.5, 14),
+                "fl_Ns": (10**3, 10**4), "fl_replicas": 100,
+                "esc_Ns": (10**3, 10**4), "esc_replicas": (200, 200),
+                "slope_betas": (1.0, 2.0, 2.4)}
     # the weights cost ~ replicas * t_max * N^2 (N = 1e4: ~10 s on 2 cores), the Gram
     # chain ~ replicas * t_max * N (N = 1e7: ~25 s)
     return {"Ns": (10, 100, 1000, 3000, 10**4, 10**5, 10**6, 10**7),
@@ -267,7 +192,12 @@ def _settings(quick: bool) -> dict[str, Any]:
             "gammas": np.geomspace(0.01, 1.0, 13), "kinds": ("tanh", "linear", "sigmoid",
                                                              "cyclical"),
             "dis_t_max": 3000.0, "opt_rhos": (0.5, 1.0, 2.0),
-            "opt_betas": np.linspace(0.05, 2.5, 50)}
+            "opt_betas": np.linspace(0.05, 2.5, 50),
+            # fluctuations: the Gram chain at ~100 ns per step; 200 replicas give the sd to
+            # 5% (1/sqrt(2 R)), and the median escape time to ~1-2%
+            "fl_Ns": (10**3, 10**4, 10**5), "fl_replicas": 200,
+            "esc_Ns": (10**3, 10**4, 10**5), "esc_replicas": (400, 400, 100),
+            "slope_betas": (0.2, 0.5, 1.0, 1.5, 2.0, 2.3, 2.4, 2.45, 2.49)}
 
 
 def _save_pair(fig: Figure, out: Path, name: str) -> list[Path]:
@@ -284,6 +214,10 @@ def _fig_sgd_vs_ode(out: Path, s: Mapping[str, Any], progress: bool,
                              progress=progress, stem="sgd_vs_ode", sim_method=methods,
                              show=s["show"])
     fam.files += files
+    if cmp.spread is not None:
+        spread = cmp.spread.copy()
+        spread.attrs.update({**p.to_attrs(), "replicas": s["replicas"]})
+        fam.files.append(io.save(spread, out / "sgd_vs_ode_spread.nc"))
     by = {m: [n for n in cmp.Ns if methods[n] == m] for m in ("weights", "gram")}
     decades = math.log10(max(cmp.Ns) / min(cmp.Ns))
     fam.lines.append(f"Parameters: {p}, start overlap_state(0.5), N = {cmp.Ns}, "
@@ -292,15 +226,29 @@ def _fig_sgd_vs_ode(out: Path, s: Mapping[str, Any], progress: bool,
                      f"finite-N law, docs/model.md#gram-chain) at N = {by['gram']}. The "
                      f"exponents are fitted over every N, {decades:.1f} decades.")
     fam.lines.append("")
-    from .plot import _n_label
 
-    fam.lines.append("| variable | " + " | ".join(f"rms gap N={_n_label(n)}" for n in cmp.Ns)
+    fam.lines.append("| variable | " + " | ".join(f"rms gap N={n_label(n)}" for n in cmp.Ns)
                      + " | exponent (rms) | exponent (max) | theory |")
     fam.lines.append("|---" * (len(cmp.Ns) + 4) + "|")
     for v in cmp.gaps["variable"].values:
         gaps = " | ".join(f"{float(cmp.gaps['rms'].sel(N=n, variable=v)):.3g}" for n in cmp.Ns)
         fam.lines.append(f"| {v} | {gaps} | {float(cmp.exponents['rms'].sel(variable=v)):.3f} "
                          f"| {float(cmp.exponents['max'].sel(variable=v)):.3f} | -0.5 |")
+    ratio = cmp.spread_ratio
+    if ratio is not None:
+        fam.lines.append("")
+        fam.lines.append(f"Replica sd / predicted sd (linear noise approximation, "
+                         f"docs/model.md#fluctuations), median over t > 0 and entries; "
+                         f"{s['replicas']} replicas know an sd to "
+                         f"~{100 / math.sqrt(2 * (s['replicas'] - 1)):.0f}%:")
+        fam.lines.append("")
+        fam.lines.append("| variable | " + " | ".join(f"N={n_label(n)}" for n in cmp.Ns)
+                         + " |")
+        fam.lines.append("|---" * (len(cmp.Ns) + 1) + "|")
+        for v in ratio["variable"].values:
+            row = " | ".join(f"{float(ratio['ratio'].sel(N=n, variable=v)):.2f}"
+                             for n in cmp.Ns)
+            fam.lines.append(f"| {v} | {row} |")
     if any(cmp.n_diverged.values()):
         fam.lines.append(f"\nDiverged replicas (excluded): {cmp.n_diverged}")
     return fam
@@ -319,8 +267,8 @@ def _fig_collapse(out: Path, s: Mapping[str, Any]) -> Family:
                                        rhos=np.linspace(0.0, 3.0, 61))
         fam.files.append(io.save(phase, out / "collapse_phase.nc"))
     fig = findings.plot_collapse(sweep, phase)
-    _suptitle(fig, f"Posterior collapse: stable fixed point vs β "
-                   f"({_describe(p.to_attrs(), swept=('beta',))})")
+    suptitle(fig, f"Posterior collapse: stable fixed point vs β "
+                   f"({describe(p.to_attrs(), swept=('beta',))})")
     fam.files += _save_pair(fig, out, "collapse")
     fam.lines.append(f"Parameters: {p} (β swept over {len(s['betas'])} values in "
                      f"[{s['betas'][0]:g}, {s['betas'][-1]:g}]).")
@@ -346,7 +294,7 @@ def _fig_superfluous(out: Path, s: Mapping[str, Any]) -> Family:
         vs_M = findings.superfluous_vs_M(Ms=(1, 2, 3, 4))
         fam.files.append(io.save(vs_M, out / "superfluous_vs_M.nc"))
     fig = findings.plot_superfluous(traj, vs_M)
-    _suptitle(fig, f"Superfluous latents, (M, M*) = (2, 1), β below and above η "
+    suptitle(fig, f"Superfluous latents, (M, M*) = (2, 1), β below and above η "
                  f"(ρ={p.rho[0]:g}, η={p.eta:g}, τ={p.tau:g})")
     fam.files += _save_pair(fig, out, "superfluous")
     thr = noise_threshold(p)
@@ -370,8 +318,8 @@ def _fig_annealing(out: Path, s: Mapping[str, Any]) -> Family:
     ann = findings.annealing(p, gammas=s["gammas"], kinds=s["kinds"])
     fam.files.append(io.save(ann, out / "annealing.nc"))
     fig = findings.plot_annealing(ann)
-    _suptitle(fig, f"KL annealing β(t) → β∞: convergence time vs γ "
-                 f"({_describe(p.to_attrs())})")
+    suptitle(fig, f"KL annealing β(t) → β∞: convergence time vs γ "
+                 f"({describe(p.to_attrs())})")
     fam.files += _save_pair(fig, out, "annealing")
     gs = float(ann["gamma_star"])
     tc = float(ann["t_constant"])
@@ -399,7 +347,7 @@ def _fig_disentanglement(out: Path, s: Mapping[str, Any]) -> Family:
     ds = findings.disentanglement(p, t_max=s["dis_t_max"], record_every=5.0)
     fam.files.append(io.save(ds, out / "disentanglement.nc"))
     fig = findings.plot_disentanglement(ds)
-    _suptitle(fig, f"Disentanglement: m from an entangled start ({_describe(p.to_attrs())})")
+    suptitle(fig, f"Disentanglement: m from an entangled start ({describe(p.to_attrs())})")
     fam.files += _save_pair(fig, out, "disentanglement")
     m_end = ds["m"].isel(t=-1).values
     fam.lines.append(f"Parameters: {p}, t ≤ {s['dis_t_max']:g}.")
@@ -424,8 +372,8 @@ def _fig_optimal_beta(out: Path, s: Mapping[str, Any]) -> Family:
     ds = findings.optimal_beta(p, rhos=s["opt_rhos"], betas=s["opt_betas"])
     fam.files.append(io.save(ds, out / "optimal_beta.nc"))
     fig = findings.plot_optimal_beta(ds)
-    desc = _describe(p.to_attrs(), swept=("rho", "beta"))
-    _suptitle(fig, f"Steady-state ε_g vs β for several ρ ({desc})")
+    desc = describe(p.to_attrs(), swept=("rho", "beta"))
+    suptitle(fig, f"Steady-state ε_g vs β for several ρ ({desc})")
     fam.files += _save_pair(fig, out, "optimal_beta")
     fam.lines.append(f"Parameters: {p} (ρ ∈ {list(map(float, ds['rho'].values))}, β swept "
                      f"over {ds.sizes['beta']} values, then minimised numerically).")
@@ -436,6 +384,196 @@ def _fig_optimal_beta(out: Path, s: Mapping[str, Any]) -> Family:
         sel = ds.sel(rho=rho)
         fam.lines.append(f"| {rho:g} | {float(sel['beta_opt']):.4f} | "
                          f"{float(sel['eg_min']):.2e} | β = η = {p.eta:g}, ε_g = 0 |")
+    return fam
+
+
+#: The finite-N family's model: a large growth rate lambda on the plateau, so that the
+#: escape takes few steps (docs/model.md#fluctuations, "Measured").
+_FL_PARAMS = Params(M=1, M_star=1, rho=2.0, eta=0.5, beta=0.2, tau=1.5)
+_FL_TIMES = (1.0, 2.5)
+_FL_VARIABLES = ("m", "Q")
+_ESC_BETAS = (0.2, 1.0)
+#: The slope's panel follows the documented table (tau = 0.5) up to rho + eta = 2.5.
+_SLOPE_PARAMS = Params(M=1, M_star=1, rho=2.0, eta=0.5, beta=0.2, tau=0.5)
+
+
+def _first_passage(ds: Any, target: float) -> np.ndarray:
+    """Return per replica the first time ``|m|`` reaches ``target``.
+
+    Linear interpolation between records; inf if it never does within the run.
+    """
+    t = np.asarray(ds["t"].values, dtype=np.float64)
+    m = np.abs(np.asarray(ds["m"].values, dtype=np.float64)[:, :, 0, 0])
+    out = np.full(m.shape[0], np.inf)
+    for r in range(m.shape[0]):
+        hit = np.flatnonzero(m[r] >= target)
+        if hit.size:
+            k = int(hit[0])
+            if k == 0:
+                out[r] = t[0]
+            else:
+                f = (target - m[r, k - 1]) / (m[r, k] - m[r, k - 1])
+                out[r] = t[k - 1] + f * (t[k] - t[k - 1])
+    return out
+
+
+def _median_se(x: np.ndarray, seed: int) -> tuple[float, float]:
+    """Median (inf entries, runs not escaped yet, count as late) and its bootstrap SE."""
+    rng = np.random.default_rng(seed)
+    med = float(np.median(x))
+    boot = np.median(x[rng.integers(0, x.size, size=(200, x.size))], axis=1)
+    return med, float(np.std(boot[np.isfinite(boot)])) if np.isfinite(med) else math.nan
+
+
+def _fig_fluctuations(out: Path, s: Mapping[str, Any], progress: bool,
+                      threads: int | None) -> Family:
+    import xarray as xr
+
+    from .finite_n import escape_time, fluctuations, plateau
+    from .plot import colors, figure
+    from .simulation import simulate
+    from .states import overlap_state
+
+    fam = Family("fluctuations")
+    p = _FL_PARAMS
+    start = overlap_state(p)
+
+    # (a) the spread at fixed times: predicted sigma / sqrt(N) against R Gram chain runs
+    times = np.asarray(_FL_TIMES)
+    Ns, R = list(s["fl_Ns"]), int(s["fl_replicas"])
+    lna = fluctuations(p, 1, float(times[-1]), init=start, t_eval=np.r_[0.0, times])
+    lna = lna.isel(t=slice(1, None))
+    pred = np.zeros((len(_FL_VARIABLES), times.size, len(Ns)))
+    meas = np.zeros_like(pred)
+    for j, N in enumerate(Ns):
+        ds = simulate(p, N, float(times[-1]), times=times, seeds=R, seed=100 + j, init=start,
+                      method="gram", threads=threads, progress=progress)
+        ok = ~np.asarray(ds["diverged"].values, dtype=bool)
+        for i, v in enumerate(_FL_VARIABLES):
+            # the first entry: m[0, 0] and Q[0, 0] of the (1, 1) model
+            meas[i, :, j] = ds[v].values[ok][:, :, 0, 0].std(axis=0, ddof=1)
+            pred[i, :, j] = lna[f"{v}_sd"].values[:, 0, 0] / math.sqrt(N)
+    se = meas / math.sqrt(2.0 * (R - 1))  # sd of a Gaussian sample's sd
+    sd_data = xr.Dataset(
+        {"sd_predicted": (("variable", "time", "N"), pred),
+         "sd_measured": (("variable", "time", "N"), meas),
+         "sd_measured_se": (("variable", "time", "N"), se)},
+        coords={"variable": list(_FL_VARIABLES), "time": times, "N": Ns},
+        attrs={**p.to_attrs(), "replicas": R, "init": "overlap_state(0.5)",
+               "method": "gram", "description": "sd of m[0,0] and Q[0,0] over Gram chain "
+               "replicas and predicted by the linear noise approximation"})
+    fam.files.append(io.save(sd_data, out / "fluctuations_sd.nc"))
+
+    # (b) the median escape time from the random start, measured and predicted
+    eNs, eR = list(s["esc_Ns"]), list(s["esc_replicas"])
+    betas = list(_ESC_BETAS)
+    shape = (len(betas), len(eNs))
+    t_pred, t_meas, t_se, t_asym = (np.full(shape, np.nan) for _ in range(4))
+    rates, slopes, offsets = (np.zeros(len(betas)) for _ in range(3))
+    for b, beta in enumerate(betas):
+        q = p.replace(beta=beta)
+        for j, N in enumerate(eNs):
+            e = escape_time(q, N)
+            rates[b], slopes[b], offsets[b] = e.rate, e.slope, e.offset
+            t_pred[b, j], t_asym[b, j] = e.t, e.t_asymptotic
+            # long enough for nearly every run to escape: the spread of ln|A| / lambda
+            t_run = 1.15 * e.t + 0.5
+            ds = simulate(q, N, t_run, record_every=0.01, seeds=eR[j], seed=200 + 10 * b + j,
+                          method="gram", threads=threads, progress=progress)
+            passage = _first_passage(ds, e.level * e.m_fixed)
+            t_meas[b, j], t_se[b, j] = _median_se(passage, seed=b * 100 + j)
+    esc_data = xr.Dataset(
+        {"t_predicted": (("beta", "N"), t_pred), "t_measured": (("beta", "N"), t_meas),
+         "t_measured_se": (("beta", "N"), t_se), "t_asymptotic": (("beta", "N"), t_asym),
+         "rate": (("beta",), rates), "slope": (("beta",), slopes),
+         "offset": (("beta",), offsets), "replicas": (("N",), eR)},
+        coords={"beta": betas, "N": eNs},
+        attrs={**p.to_attrs(), "level": 0.5, "init": "random", "method": "gram",
+               "description": "median time for |m| to reach half its fixed-point value "
+               "from the random start: Gram chain replicas and linvae.escape_time"})
+    fam.files.append(io.save(esc_data, out / "fluctuations_escape.nc"))
+
+    # (c) the slope 1 / (2 lambda) against beta, up to the collapse threshold
+    sb = np.asarray(s["slope_betas"], dtype=np.float64)
+    lam_b = np.array([plateau(_SLOPE_PARAMS.replace(beta=float(b))).rate for b in sb])
+    thr = float(_SLOPE_PARAMS.rho_vec[0] + _SLOPE_PARAMS.eta)
+    slope_data = xr.Dataset({"rate": (("beta",), lam_b), "slope": (("beta",), 0.5 / lam_b)},
+                            coords={"beta": sb},
+                            attrs={**_SLOPE_PARAMS.to_attrs(), "threshold": thr})
+    fam.files.append(io.save(slope_data, out / "fluctuations_slope.nc"))
+
+    fig = figure(ncols=3, width=3.9, height=3.2)
+    ax_a, ax_b, ax_c = fig.axes
+    cols = colors(len(_FL_VARIABLES) * times.size)
+    Nf = np.geomspace(min(Ns), max(Ns), 20)
+    for k, (i, ti) in enumerate(np.ndindex(len(_FL_VARIABLES), times.size)):
+        v, c = _FL_VARIABLES[i], cols[k]
+        ax_a.errorbar(Ns, meas[i, ti], yerr=se[i, ti], fmt="o", color=c, ms=4, capsize=2,
+                      label=f"{v}, t = {times[ti]:g}")
+        ax_a.loglog(Nf, pred[i, ti, 0] * np.sqrt(Ns[0] / Nf), color=c, lw=1.2)
+    ax_a.plot([], [], color="k", lw=1.2, label="theory σ/√N")
+    ax_a.set_xscale("log")
+    ax_a.set_yscale("log")
+    ax_a.set_xlabel("N")
+    ax_a.set_ylabel("sd over replicas")
+    ax_a.set_title(f"(a) spread, {R} replicas (Gram chain)", fontsize=9)
+    ax_a.legend(fontsize=7, frameon=False)
+    bcols = colors(len(betas))
+    lnN = np.log(np.asarray(eNs, dtype=np.float64))
+    lnf = np.linspace(lnN[0], lnN[-1], 20)
+    for b, beta in enumerate(betas):
+        c = bcols[b]
+        ax_b.errorbar(lnN, t_meas[b], yerr=t_se[b], fmt="o", color=c, ms=4, capsize=2,
+                      label=f"β = {beta:g}: measured median")
+        ax_b.plot(lnN, t_pred[b], "-", color=c, lw=1.2,
+                  label=f"escape_time (slope 1/(2μ) = {slopes[b]:.3f})")
+        ax_b.plot(lnf, slopes[b] * lnf + offsets[b], ":", color=c, lw=1.0)
+    ax_b.plot([], [], "k:", lw=1.0, label="large-N form slope ln N + offset")
+    ax_b.set_xlabel("ln N")
+    ax_b.set_ylabel("median escape time")
+    ax_b.set_title("(b) escape from the plateau (random start)", fontsize=9)
+    ax_b.legend(fontsize=6.5, frameon=False, loc="upper left")
+    ax_c.semilogy(sb, 0.5 / lam_b, "o-", color="k", ms=3, lw=1.0)
+    ax_c.axvline(thr, color="k", ls=":", lw=1.0, label=f"ρ + η = {thr:g}")
+    ax_c.set_xlabel("β")
+    ax_c.set_ylabel("slope 1/(2μ) of t_esc vs ln N")
+    ax_c.set_title(f"(c) growth rate μ → 0 at ρ + η (τ = {_SLOPE_PARAMS.tau:g})", fontsize=9)
+    ax_c.legend(fontsize=7, frameon=False)
+    suptitle(fig, f"Finite-N theory against the Gram chain "
+                  f"({describe(p.to_attrs(), swept=('beta',))}; (a) β = {p.beta_inf:g} from "
+                  f"overlap_state(0.5))")
+    fam.files += _save_pair(fig, out, "fluctuations")
+
+    fam.lines.append(f"Parameters: {p}; (a) from overlap_state(0.5), {R} Gram chain "
+                     f"replicas per N (relative standard error of an sd "
+                     f"{100 / math.sqrt(2 * R):.1f}%); (b) from the random start, level 0.5, "
+                     f"replicas {dict(zip(eNs, eR, strict=True))}.")
+    fam.lines.append("μ is the growth rate of the overlaps on the plateau (`escape_time(...).rate`, "
+                     "lambda in docs/model.md#fluctuations); λ in the figures' parameters is "
+                     "the L2 weight lam.")
+    fam.lines.append("")
+    fam.lines.append("| variable | t | N | predicted sd | measured sd | measured / predicted |")
+    fam.lines.append("|---|---|---|---|---|---|")
+    for i, ti, j in np.ndindex(*pred.shape):
+        fam.lines.append(f"| {_FL_VARIABLES[i]}[0,0] | {times[ti]:g} | {n_label(Ns[j])} | "
+                         f"{pred[i, ti, j]:.4g} | {meas[i, ti, j]:.4g} ± {se[i, ti, j]:.2g} | "
+                         f"{meas[i, ti, j] / pred[i, ti, j]:.3f} |")
+    fam.lines.append("")
+    fam.lines.append("| β | μ | slope 1/(2μ) | N | predicted median t_esc | measured "
+                     "(± bootstrap SE) | measured / predicted |")
+    fam.lines.append("|---|---|---|---|---|---|---|")
+    for b, j in np.ndindex(*shape):
+        fam.lines.append(f"| {betas[b]:g} | {rates[b]:.3f} | {slopes[b]:.3f} | "
+                         f"{n_label(eNs[j])} | {t_pred[b, j]:.3f} | {t_meas[b, j]:.3f} ± "
+                         f"{t_se[b, j]:.3f} | {t_meas[b, j] / t_pred[b, j]:.3f} |")
+    fam.lines.append("")
+    fam.lines.append(f"Slope of the escape time against ln N, {_SLOPE_PARAMS} with β swept "
+                     f"(μ → 0 as β → ρ + η = {thr:g}):")
+    fam.lines.append("")
+    fam.lines.append("| β | " + " | ".join(f"{b:g}" for b in sb) + " |")
+    fam.lines.append("|---" * (sb.size + 1) + "|")
+    fam.lines.append("| μ | " + " | ".join(f"{x:.4g}" for x in lam_b) + " |")
+    fam.lines.append("| 1/(2μ) | " + " | ".join(f"{0.5 / x:.3g}" for x in lam_b) + " |")
     return fam
 
 
@@ -475,7 +613,8 @@ def _write_summary(report: Report) -> Path:
               "superfluous": "3. Superfluous latents",
               "annealing": "4. KL annealing",
               "disentanglement": "5. Disentanglement",
-              "optimal_beta": "6. The optimal β is η, whatever ρ"}
+              "optimal_beta": "6. The optimal β is η, whatever ρ",
+              "fluctuations": "7. Finite-N fluctuations and the escape from the plateau"}
     for f in report.families:
         lines += ["", f"## {titles.get(f.name, f.name)}", ""]
         if f.ok:
@@ -485,11 +624,7 @@ def _write_summary(report: Report) -> Path:
         else:
             lines.append(f"FAILED: `{f.error}`")
     path = report.out / "summary.md"
-    text = "\n".join(lines) + "\n"
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-    io.atomic_write(path, write)
+    io.write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -504,8 +639,8 @@ def reproduce(out: str | os.PathLike[str] = "linvae-reproduce", *, quick: bool =
         Output folder: ``<family>.png``, ``<family>.pdf``, the data as netCDF, and
         ``summary.md``.
     quick : bool
-        Smaller N, fewer replicas and grid points (under 2 minutes on 2 cores, against
-        about 10 minutes).
+        Smaller N, fewer replicas and grid points (about 36 s on 2 cores, against about
+        185 s).
     progress : bool
         Progress bars for the simulations.
     threads : int, optional
@@ -530,6 +665,7 @@ def reproduce(out: str | os.PathLike[str] = "linvae-reproduce", *, quick: bool =
         "annealing": lambda: _fig_annealing(out, s),
         "disentanglement": lambda: _fig_disentanglement(out, s),
         "optimal_beta": lambda: _fig_optimal_beta(out, s),
+        "fluctuations": lambda: _fig_fluctuations(out, s, progress, threads),
     }
     log.info("reproducing %s into %s (%s settings)", ", ".join(names), out,
              "quick" if quick else "default")

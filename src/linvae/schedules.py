@@ -17,6 +17,8 @@ from numpy.typing import ArrayLike, NDArray
 from ._validate import check_int, check_real
 
 __all__ = [
+    "KINDS",
+    "RATE_KINDS",
     "Constant",
     "Cyclical",
     "Linear",
@@ -25,6 +27,7 @@ __all__ = [
     "Tanh",
     "as_schedule",
     "from_dict",
+    "make_schedule",
 ]
 
 
@@ -35,20 +38,23 @@ class Schedule:
     kind: ClassVar[str] = "schedule"
 
     def __call__(self, t: ArrayLike) -> NDArray[np.float64]:
+        """Return beta at the times ``t`` (a scalar or an array), as float64."""
         return np.asarray(self._beta(np.asarray(t, dtype=np.float64)), dtype=np.float64)
 
     def _beta(self, t: NDArray[np.float64]) -> NDArray[np.float64]:  # pragma: no cover
         raise NotImplementedError
 
     def limit(self) -> float:
-        """The beta the schedule settles at: its fixed points are those of this constant."""
+        """Return the beta the schedule settles at: its fixed points are those of this constant."""
         raise NotImplementedError  # pragma: no cover
 
     @property
     def is_constant(self) -> bool:
+        """Whether beta(t) is the same at every t."""
         return False
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the kind and fields as a dict; :func:`from_dict` inverts it."""
         return {"kind": self.kind, **asdict(self)}
 
 
@@ -66,10 +72,12 @@ class Constant(Schedule):
         return np.full_like(t, self.beta)
 
     def limit(self) -> float:
+        """Return ``beta``."""
         return float(self.beta)
 
     @property
     def is_constant(self) -> bool:
+        """Whether beta(t) is the same at every t: always, for a constant."""
         return True
 
 
@@ -89,6 +97,7 @@ class Tanh(Schedule):
         return self.beta_inf * np.tanh(self.gamma * t)
 
     def limit(self) -> float:
+        """Return ``beta_inf``."""
         return float(self.beta_inf)
 
 
@@ -111,6 +120,7 @@ class Linear(Schedule):
         return self.beta0 + (self.beta_inf - self.beta0) * frac
 
     def limit(self) -> float:
+        """Return ``beta_inf``."""
         return float(self.beta_inf)
 
 
@@ -133,6 +143,7 @@ class Sigmoid(Schedule):
         return self.beta_inf * 0.5 * (1.0 + np.tanh(0.5 * self.gamma * (t - self.t_mid)))
 
     def limit(self) -> float:
+        """Return ``beta_inf``."""
         return float(self.beta_inf)
 
 
@@ -163,12 +174,39 @@ class Cyclical(Schedule):
         return np.where(t >= self.n_cycles * self.period, self.beta_max, ramp)
 
     def limit(self) -> float:
+        """Return ``beta_max``, where beta stays after the last cycle."""
         return float(self.beta_max)
 
 
 _KINDS: dict[str, type[Schedule]] = {
     cls.kind: cls for cls in (Constant, Tanh, Linear, Sigmoid, Cyclical)
 }
+
+
+#: Every kind of schedule, by name (``Schedule.kind``).
+KINDS = tuple(_KINDS)
+#: The kinds :func:`make_schedule` builds from a rate gamma (all but ``constant``).
+RATE_KINDS = tuple(k for k in KINDS if k != "constant")
+
+
+def make_schedule(kind: str, beta_inf: float, gamma: float) -> Schedule:
+    """Build a schedule of rate ``gamma`` reaching ``beta_inf``, comparable across kinds.
+
+    ``tanh``: beta_inf tanh(gamma t) (the paper's); ``linear``: warm-up over
+    t_warmup = 2 / gamma (tanh is at 96 % at gamma t = 2); ``sigmoid``: logistic of rate
+    4 gamma centred at t_mid = 1 / gamma; ``cyclical``: 4 linear ramps of period
+    2 / gamma (ratio 0.5), then constant.
+    """
+    gamma = check_real("gamma", gamma, gt=0.0)
+    if kind == "tanh":
+        return Tanh(beta_inf, gamma)
+    if kind == "linear":
+        return Linear(beta_inf, t_warmup=2.0 / gamma)
+    if kind == "sigmoid":
+        return Sigmoid(beta_inf, gamma=4.0 * gamma, t_mid=1.0 / gamma)
+    if kind == "cyclical":
+        return Cyclical(beta_inf, period=2.0 / gamma, ratio=0.5, n_cycles=4)
+    raise ValueError(f"kind must be one of {RATE_KINDS}, got {kind!r}")
 
 
 def from_dict(spec: dict[str, Any]) -> Schedule:

@@ -21,8 +21,9 @@ import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core, io
-from ._validate import check_int, check_real
-from .dataset import make_dataset, parse_state, time_grid
+from ._validate import check_int, check_params, check_real
+from .dataset import make_dataset, parse_state, state_shapes, time_grid
+from .errors import DivergenceWarning, SimulationInterrupted, SimulationTerminated
 from .observables import ORDER_PARAMETERS, gram_sqrt, state_gram
 from .params import Params
 
@@ -32,8 +33,7 @@ __all__ = ["METHODS", "STOP_SIGNALS", "DivergenceWarning", "SimulationInterrupte
 log = logging.getLogger("linvae.simulation")
 
 #: Status codes of the engine, as reported in the dataset's ``divergence`` variable.
-DIVERGENCE_REASONS = {0: "", 1: "non-finite value", 2: "D <= 0", 3: "blow-up",
-                      4: "Gram matrix not positive semidefinite"}
+DIVERGENCE_REASONS = dict(enumerate(_core.STATUS_REASONS))
 
 #: Engines of :func:`simulate`: the weights themselves, or the chain of their Gram matrix.
 METHODS = ("weights", "gram")
@@ -48,10 +48,6 @@ _CHUNK_STEPS = 2**18
 _LOG_EVERY = 60.0
 
 
-class DivergenceWarning(RuntimeWarning):
-    """A replica diverged and was stopped; the others went on."""
-
-
 #: Signals that :func:`simulate` can be asked to stop on (``stop_signals``), besides
 #: Ctrl-C (SIGINT), which always stops it: SIGTERM ends a batch job at its wall-time
 #: limit (SLURM, PBS), SIGUSR1/SIGUSR2 are what ``sbatch --signal`` sends ahead of it,
@@ -59,65 +55,8 @@ class DivergenceWarning(RuntimeWarning):
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGXCPU")
 
 
-class SimulationInterrupted(KeyboardInterrupt):
-    """A run of :func:`simulate` stopped by Ctrl-C (or another stop signal).
-
-    The run stops between chunks, so everything here describes one consistent state.
-
-    Attributes
-    ----------
-    partial : xarray.Dataset
-        What was recorded so far (attributes ``partial`` = 1 if the run is incomplete,
-        ``t_reached``, ``stopped_by``).
-    signal : int
-        The signal that stopped the run (``signal.SIGINT`` for Ctrl-C).
-    checkpoint : Path or None
-        The checkpoint written on the way out (None without ``checkpoint=``); resume
-        from it with ``simulate(..., resume=checkpoint)``.
-    t : float
-        The time t = steps / N the run had reached.
-    exit_code : int
-        The conventional exit status for the signal, 128 + its number (130 for SIGINT,
-        143 for SIGTERM, 138 for SIGUSR1 on Linux).
-    """
-
-    def __init__(self, partial: xr.Dataset | None = None, *, signum: int = signal.SIGINT,
-                 checkpoint: Path | None = None, t: float = math.nan,
-                 message: str = "") -> None:
-        super().__init__(message or "simulation interrupted; the recorded part is in "
-                                    ".partial")
-        self.partial = partial
-        self.signal = int(signum)
-        self.checkpoint = checkpoint
-        self.t = t
-        self.exit_code = 128 + int(signum)
-
-    def __reduce__(self) -> tuple[Any, ...]:  # the partial dataset stays behind
-        state: dict[str, Any] = {"signal": self.signal, "checkpoint": self.checkpoint,
-                                 "t": self.t, "exit_code": self.exit_code, "args": self.args}
-        if isinstance(self, SystemExit):
-            state["code"] = self.code
-        return (type(self), (None,), state)
-
-
-class SimulationTerminated(SimulationInterrupted, SystemExit):
-    """A run stopped by SIGTERM or another requested signal (not Ctrl-C).
-
-    Also a SystemExit with ``code`` = :attr:`exit_code`: left uncaught, it ends a
-    script quietly with the conventional status (143 for SIGTERM), as the signal would
-    have, after the checkpoint is written. Caught, it is a
-    :class:`SimulationInterrupted` like any other.
-    """
-
-    def __init__(self, partial: xr.Dataset | None = None, *, signum: int = signal.SIGTERM,
-                 checkpoint: Path | None = None, t: float = math.nan,
-                 message: str = "") -> None:
-        super().__init__(partial, signum=signum, checkpoint=checkpoint, t=t, message=message)
-        self.code = self.exit_code
-
-
 def _signal_numbers(stop_signals: Iterable[str | int]) -> list[signal.Signals]:
-    """Checked ``stop_signals`` as signal numbers, SIGINT first and always included."""
+    """Return the checked ``stop_signals`` as signal numbers, SIGINT first and always included."""
     if isinstance(stop_signals, (str, int)):
         stop_signals = [stop_signals]
     out = [signal.SIGINT]
@@ -182,8 +121,10 @@ def _deferred_signals(signals: Iterable[signal.Signals]) -> Iterator[_StopReques
 
 def record_steps(N: int, t_max: float, record_every: float,
                  times: ArrayLike | None = None) -> NDArray[np.int64]:
-    """Step counts s = round(t N) of the recorded states (increasing, unique) for the
-    grid of :func:`linvae.dataset.time_grid`."""
+    """Return the step counts s = round(t N) of the recorded states (increasing, unique).
+
+    The recorded states are those of the grid of :func:`linvae.dataset.time_grid`.
+    """
     t = time_grid(t_max, record_every, times)
     return np.unique(np.round(t * N).astype(np.int64))
 
@@ -235,6 +176,28 @@ def _restore(path: str | os.PathLike[str], run_key: dict[str, Any], engine: Any,
                 state[k] = v.item()
         engine.set_state(r, state)
     return int(meta["s0"]), int(meta["n_done"])
+
+
+def new_engine(p: Params, N: int, *, replicas: int = 1, seed: int = 0,
+               method: str = "weights", dtype: str = "float64", noise: str = "gaussian",
+               blowup: float = 1e8, **options: Any) -> Any:
+    """Build the compiled engine that :func:`simulate` runs.
+
+    That is ``_core.GramEngine`` for the Gram chain, else ``_core.Engine64`` or
+    ``_core.Engine32`` by ``dtype``. The arguments are taken as checked (by
+    :func:`simulate`); the compiled constructor checks sizes again.
+    ``options`` go to the constructor as they are (``compensated`` for the Gram chain).
+    """
+    cls: Any = (_core.GramEngine if method == "gram" else
+                _core.Engine64 if dtype == "float64" else _core.Engine32)
+    return cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam, tau=p.tau,
+               blowup=blowup, seed=seed, replicas=replicas, rademacher=noise == "rademacher",
+               **options)
+
+
+def empty_records(p: Params, replicas: int, T: int) -> dict[str, NDArray[np.float64]]:
+    """NaN-filled (replicas, T, ...) arrays of the order parameters, for an engine's run."""
+    return {k: np.full((replicas, T, *shape), np.nan) for k, shape in state_shapes(p).items()}
 
 
 def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seeds: int = 1,
@@ -332,8 +295,7 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         diverged, t_diverged, divergence (replica). Attributes hold every parameter.
         A diverged replica's records after its divergence are NaN.
     """
-    if not isinstance(p, Params):
-        raise TypeError(f"p must be a linvae.Params, got {type(p).__name__}")
+    p = check_params(p)
     N = check_int("N", N, ge=1)
     t_max = check_real("t_max", t_max, gt=0.0)
     if times is None:
@@ -406,18 +368,13 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         steps = record_steps(N, t_max, record_every, times)
         total = round(t_max * N)
         T = steps.size
-        ops = {k: np.full((S, T, *shape), np.nan)
-               for k, shape in (("m", (p.M, p.M_star)), ("d", (p.M, p.M_star)), ("Q", (p.M, p.M)),
-                                ("E", (p.M, p.M)), ("R", (p.M, p.M)), ("D", (p.M,)))}
+        ops = empty_records(p, S, T)
         # what a checkpoint must agree on to continue this very run
         run_key = _run_key(p, N=N, t_max=t_max, seeds=S, seed=seed, dtype=dtype, blowup=blowup,
                            noise=noise, method=method, steps=steps, state=state)
 
-        engine_cls: Any = (_core.GramEngine if method == "gram" else
-                           _core.Engine64 if dtype == "float64" else _core.Engine32)
-        engine = engine_cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam,
-                            tau=p.tau, blowup=blowup, seed=seed, replicas=S,
-                            rademacher=noise == "rademacher")
+        engine = new_engine(p, N, replicas=S, seed=seed, method=method, dtype=dtype,
+                            noise=noise, blowup=blowup)
         s0, n_done = 0, 0  # next step to take, records taken
         if resume is not None:
             s0, n_done = _restore(resume, run_key, engine, ops)
