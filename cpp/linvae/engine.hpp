@@ -67,6 +67,16 @@ struct RecordSink {
     double *m, *d, *Q, *E, *R, *D;
     std::int64_t T;          // length of the t axis of the arrays
     std::int64_t rec_start;  // t index of this run's first record
+
+    // Where record k of replica r goes, for M latents and Ms factors.
+    struct Row {
+        double *m, *d, *Q, *E, *R, *D;
+    };
+    Row row(int r, std::int64_t k, int M, int Ms) const {
+        const std::int64_t i = static_cast<std::int64_t>(r) * T + rec_start + k;
+        return {m + i * M * Ms, d + i * M * Ms, Q + i * M * M,
+                E + i * M * M,  R + i * M * M,  D + i * M};
+    }
 };
 
 // body(r) for every replica r < S, replicas in parallel on up to `threads` threads (each
@@ -521,13 +531,7 @@ private:
         const double* s = rep.sums.data();
         const int M = cfg_.M, Ms = cfg_.Ms;
         const double invN = 1.0 / static_cast<double>(cfg_.N);
-        const std::int64_t row = static_cast<std::int64_t>(r) * sink.T + sink.rec_start + k;
-        double* m = sink.m + row * M * Ms;
-        double* d = sink.d + row * M * Ms;
-        double* Q = sink.Q + row * M * M;
-        double* E = sink.E + row * M * M;
-        double* R = sink.R + row * M * M;
-        double* D = sink.D + row * M;
+        const auto [m, d, Q, E, R, D] = sink.row(r, k, M, Ms);
         for (int i = 0; i < M * Ms; ++i) {
             m[i] = s[L_.m + i] * invN;
             d[i] = s[L_.d + i] * invN;

@@ -626,13 +626,7 @@ private:
     static int record(const Kern& kern, const typename Kern::State& w, int r, std::int64_t k,
                       const RecordSink& sink) {
         const int M = kern.nM(), Ms = kern.nMs(), iW = Ms, iV = Ms + M;
-        const std::int64_t row = static_cast<std::int64_t>(r) * sink.T + sink.rec_start + k;
-        double* m = sink.m + row * M * Ms;
-        double* d = sink.d + row * M * Ms;
-        double* Q = sink.Q + row * M * M;
-        double* E = sink.E + row * M * M;
-        double* R = sink.R + row * M * M;
-        double* D = sink.D + row * M;
+        const auto [m, d, Q, E, R, D] = sink.row(r, k, M, Ms);
         for (int l = 0; l < M; ++l) {
             for (int f = 0; f < Ms; ++f) {
                 m[l * Ms + f] = w.G[iW + l][f];
