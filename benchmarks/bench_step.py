@@ -54,12 +54,6 @@ def test_engine_step_float32(benchmark: Any, N: int) -> None:
     _engine_steps(benchmark, N, 1, "engine32", _core.Engine32)
 
 
-@pytest.mark.parametrize("N", NS)
-def test_engine_step_rademacher(benchmark: Any, N: int) -> None:
-    # the optional cheaper noise: same first two moments, same ODE limit
-    _engine_steps(benchmark, N, 1, "engine_rademacher", rademacher=True)
-
-
 @pytest.mark.parametrize("M", MS)
 @pytest.mark.parametrize("N", NS)
 def test_numpy_reference_step(benchmark: Any, N: int, M: int) -> None:

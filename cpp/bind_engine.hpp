@@ -5,12 +5,15 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include "linvae/engine.hpp"  // ModelConfig, RecordSink
 
@@ -33,9 +36,28 @@ void check_replica(const E& e, int r) {
     if (r < 0 || r >= e.replicas()) throw py::index_error("replica out of range");
 }
 
+// The data options of the constructors, by their Python names (the C++ tables of names
+// in noise.hpp and dataset.hpp are the ones Python checks against).
+struct DataOptions {
+    std::string noise = "gaussian";
+    double noise_df = 0.0;
+    std::string factors = "gaussian";
+    std::int64_t dataset_size = 0;
+    std::string order = "shuffle";
+    std::uint64_t dataset_seed = 0;
+    bool dataset_shared = false;
+};
+
+// The constructors' keyword arguments after the model's: the DataOptions, by name.
+#define LINVAE_DATA_ARGS                                                                 \
+    py::arg("noise") = "gaussian", py::arg("noise_df") = 0.0,                            \
+        py::arg("factors") = "gaussian", py::arg("dataset_size") = 0,                    \
+        py::arg("order") = "shuffle", py::arg("dataset_seed") = 0,                       \
+        py::arg("dataset_shared") = false
+
 inline ModelConfig model_config(std::int64_t N, int M, int M_star, std::vector<double> rho,
                                 double eta, double lam, double tau, double blowup,
-                                bool rademacher) {
+                                const DataOptions& o) {
     ModelConfig c;
     c.N = N;
     c.M = M;
@@ -45,7 +67,20 @@ inline ModelConfig model_config(std::int64_t N, int M, int M_star, std::vector<d
     c.lam = lam;
     c.tau = tau;
     c.blowup = blowup;
-    c.rademacher = rademacher;
+    try {
+        c.noise = NoiseLaw{family_named(o.noise), o.noise_df};
+        c.noise.check();
+        c.factors = family_named(o.factors);
+        c.data.order = order_named(o.order);
+    } catch (const std::invalid_argument& err) {
+        throw py::value_error(err.what());
+    }
+    if (c.factors != Family::kGaussian && c.factors != Family::kRademacher)
+        throw py::value_error("factors must be 'gaussian' or 'rademacher'");
+    if (o.dataset_size < 0) throw py::value_error("dataset_size must be >= 0 (0: one-pass)");
+    c.data.P = o.dataset_size;
+    c.data.seed = o.dataset_seed;
+    c.data.shared = o.dataset_shared;
     return c;
 }
 
@@ -55,7 +90,8 @@ inline ModelConfig model_config(std::int64_t N, int M, int M_star, std::vector<d
 template <class E>
 void run(E& e, carray<double> beta, carray<std::int64_t> records, carray<double> m,
          carray<double> d, carray<double> Q, carray<double> E_, carray<double> R,
-         carray<double> D, std::int64_t rec_start, int threads) {
+         carray<double> D, std::int64_t rec_start, int threads,
+         std::optional<carray<double>> train_Bb, std::optional<carray<double>> train_Cab) {
     const auto& c = e.config();
     const py::ssize_t S = e.replicas();
     const std::int64_t n_steps = beta.ndim() == 1 ? beta.shape(0) : -1;
@@ -77,6 +113,16 @@ void run(E& e, carray<double> beta, carray<std::int64_t> records, carray<double>
         throw py::value_error("records do not fit the output arrays");
     RecordSink sink{m.mutable_data(), d.mutable_data(), Q.mutable_data(), E_.mutable_data(),
                     R.mutable_data(), D.mutable_data(), T, rec_start};
+    if (train_Bb.has_value() != train_Cab.has_value())
+        throw py::value_error("give both train_Bb and train_Cab, or neither");
+    if (train_Bb) {
+        if (!c.data.finite())
+            throw py::value_error("training moments need a finite dataset (dataset_size > 0)");
+        expect_shape(*train_Bb, {S, T, c.M, c.M}, "train_Bb");
+        expect_shape(*train_Cab, {S, T, c.M, c.M}, "train_Cab");
+        sink.Bt = train_Bb->mutable_data();
+        sink.Ct = train_Cab->mutable_data();
+    }
     const double* b = beta.data();
     py::gil_scoped_release release;
     e.run(b, n_steps, rec, n_rec, sink, threads);

@@ -35,22 +35,26 @@ void register_engine_type(py::module_& m, const char* name) {
     py::class_<E>(m, name)
         .def(py::init([](std::int64_t N, int M, int M_star, std::vector<double> rho, double eta,
                          double lam, double tau, double blowup, std::uint64_t seed, int replicas,
-                         bool rademacher) {
+                         std::string noise, double noise_df, std::string factors,
+                         std::int64_t dataset_size, std::string order, std::uint64_t dataset_seed,
+                         bool dataset_shared) {
+                 const linvae::bind::DataOptions o{noise, noise_df, factors, dataset_size,
+                                                   order, dataset_seed, dataset_shared};
                  return std::make_unique<E>(linvae::bind::model_config(N, M, M_star, std::move(rho),
-                                                                      eta, lam, tau, blowup,
-                                                                      rademacher),
+                                                                      eta, lam, tau, blowup, o),
                                             seed, replicas);
              }),
              py::arg("N"), py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"),
              py::arg("lam"), py::arg("tau"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"),
-             py::arg("rademacher") = false)
+             LINVAE_DATA_ARGS)
         .def("init_random", &E::init_random, py::arg("threads"),
              py::call_guard<py::gil_scoped_release>())
         .def("init_prescribed", &E::init_prescribed, py::arg("S"), py::arg("D"), py::arg("threads"),
              py::call_guard<py::gil_scoped_release>())
         .def("run", &linvae::bind::run<E>, py::arg("beta"), py::arg("records"), py::arg("m"),
              py::arg("d"), py::arg("Q"), py::arg("E"), py::arg("R"), py::arg("D"),
-             py::arg("rec_start"), py::arg("threads"))
+             py::arg("rec_start"), py::arg("threads"),
+             py::arg("train_Bb") = py::none(), py::arg("train_Cab") = py::none())
         .def("status", &linvae::bind::status<E>,
              "(status code, steps taken) per replica; codes are the values of Status.")
         .def("flush", &E::flush, "Apply pending updates so that weights() is the current state.")
@@ -155,6 +159,35 @@ void register_engine_type(py::module_& m, const char* name) {
                      for (int w = 0; w < 4; ++w) rep.signal.lane(l).s[w] = *ps++;
              },
              py::arg("replica"), py::arg("state"), "Restore a state from get_state().")
+        .def("sample",
+             [](E& e, int r, std::int64_t mu) {
+                 check_replica(e, r);
+                 const auto& c = e.config();
+                 if (!c.data.finite()) throw py::value_error("sample() needs a finite dataset");
+                 if (mu < 0 || mu >= c.data.P) throw py::index_error("sample index out of range");
+                 auto [cf, n] = e.sample(r, mu);
+                 return py::make_tuple(py::array_t<double>(c.Ms, cf.data()),
+                                       py::array_t<double>(c.N, n.data()));
+             },
+             py::arg("replica"), py::arg("mu"),
+             "The draws (c, n) of sample mu of a replica's dataset, as every visit makes them "
+             "(n in the weights' precision, widened): x = W* diag(sqrt(rho)) c / sqrt(N) + "
+             "sqrt(eta) n.")
+        .def("sample_index",
+             [](E& e, int r, carray<std::int64_t> steps) {
+                 check_replica(e, r);
+                 if (!e.config().data.finite())
+                     throw py::value_error("sample_index() needs a finite dataset");
+                 py::array_t<std::int64_t> out(steps.size());
+                 linvae::VisitOrder order;  // its own: the run's is left as it is
+                 for (py::ssize_t i = 0; i < steps.size(); ++i) {
+                     if (steps.data()[i] < 0) throw py::value_error("steps must be >= 0");
+                     out.mutable_data()[i] = e.sample_index(order, r, steps.data()[i]);
+                 }
+                 return out;
+             },
+             py::arg("replica"), py::arg("steps"),
+             "The index of the sample each step (0-based) of a replica trains on.")
         .def("step_given",
              [](E& e, int r, carray<double> x, double beta) {
                  check_replica(e, r);
@@ -177,6 +210,10 @@ void register_engine(py::module_& m) {
     py::tuple reasons(linvae::kStatusCount);
     for (int k = 0; k < linvae::kStatusCount; ++k) reasons[k] = linvae::kStatusReasons[k];
     m.attr("STATUS_REASONS") = reasons;
+    py::tuple families(linvae::kFamilyCount);
+    for (int k = 0; k < linvae::kFamilyCount; ++k) families[k] = linvae::kFamilyNames[k];
+    m.attr("FAMILIES") = families;
+    m.attr("ORDERS") = py::make_tuple(linvae::kOrderNames[0], linvae::kOrderNames[1]);
     register_engine_type<double>(m, "Engine64");
     register_engine_type<float>(m, "Engine32");
 }

@@ -1,10 +1,13 @@
 // Python access to the engine's normal generator, for its statistical tests and for the
 // generator-only floor in the benchmarks.
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "linvae/noise.hpp"
 #include "linvae/normal_f32.hpp"
 #include "linvae/rng.hpp"
 
@@ -58,6 +61,25 @@ void register_rng(py::module_& m) {
                  return out;
              },
              py::arg("n"), "A new array of n Rademacher signs (+-1).")
+        .def("draw",
+             [](NormalStream& s, const std::string& family, std::int64_t n, double df) {
+                 if (n < 0) throw py::value_error("n must be >= 0");
+                 linvae::NoiseLaw law;
+                 try {
+                     law = linvae::NoiseLaw{linvae::family_named(family), df};
+                     law.check();
+                 } catch (const std::invalid_argument& err) {
+                     throw py::value_error(err.what());
+                 }
+                 py::array_t<double> out(n);
+                 double* p = out.mutable_data();
+                 py::gil_scoped_release release;
+                 linvae::fill_noise(s, law, p, static_cast<std::size_t>(n));
+                 return out;
+             },
+             py::arg("family"), py::arg("n"), py::arg("df") = 0.0,
+             "A new array of n draws of a family of unit variance (the engine's noise n), "
+             "df the degrees of freedom of student_t.")
         .def("uniform_bits",
              [](NormalStream& s, std::int64_t n) {
                  if (n < 0) throw py::value_error("n must be >= 0");

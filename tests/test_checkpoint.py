@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import xarray as xr
+from interrupts import interrupt_at_checkpoint
 
 import linvae
-
-sim_module = importlib.import_module("linvae.simulation")
 
 P = linvae.Params(M=2, M_star=1, rho=1.5, eta=1.0, beta=linvae.schedules.Tanh(0.8, 0.5),
                   lam=0.05, tau=0.5)
 RUN: dict[str, Any] = {"N": 3000, "t_max": 3.0, "record_every": 0.1, "seeds": 3, "seed": 11,
                        "progress": False}
-
-
-def interrupt_at_checkpoint(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
-    """Run in chunks of ~200 steps and raise Ctrl-C at the k-th checkpoint, as a user
-    pressing Ctrl-C between chunks would; the run then saves its state on the way out.
-    (The work rule sizes the weight engine's chunks, the step cap the Gram chain's.)"""
-    monkeypatch.setattr(sim_module, "_CHUNK_WORK", RUN["N"] * 3 * 200)
-    monkeypatch.setattr(sim_module, "_CHUNK_STEPS", 200)
-    real_save = linvae.io.save_checkpoint
-    calls = {"n": 0}
-
-    def save(*args: Any, **kw: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == k:
-            raise KeyboardInterrupt
-        return real_save(*args, **kw)
-
-    monkeypatch.setattr(linvae.io, "save_checkpoint", save)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -44,7 +24,7 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path: Path, dtype: str, st
     full = linvae.simulate(P, dtype=dtype, **RUN)
     ckpt = tmp_path / "run.ckpt"
     with monkeypatch.context() as mp:
-        interrupt_at_checkpoint(mp, stop_at)
+        interrupt_at_checkpoint(mp, stop_at, RUN["N"])
         with pytest.raises(linvae.errors.SimulationInterrupted) as info:
             linvae.simulate(P, dtype=dtype, checkpoint=ckpt, checkpoint_every=0.0, **RUN)
     partial = info.value.partial
@@ -59,7 +39,7 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path: Path, dtype: str, st
 def test_bad_checkpoints_are_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ckpt = tmp_path / "run.ckpt"
     with monkeypatch.context() as mp:
-        interrupt_at_checkpoint(mp, 3)
+        interrupt_at_checkpoint(mp, 3, RUN["N"])
         with pytest.raises(linvae.errors.SimulationInterrupted):
             linvae.simulate(P, checkpoint=ckpt, checkpoint_every=0.0, **RUN)
     data = ckpt.read_bytes()

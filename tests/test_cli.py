@@ -75,6 +75,34 @@ def test_simulate_writes_a_dataset(tmp_path: Path) -> None:
     assert ds.sizes["replica"] == 2 and ds.attrs["N"] == 300 and ds.attrs["beta"] == 0.7
 
 
+def test_simulate_with_other_data(tmp_path: Path) -> None:
+    # the data flags reach simulate and are recorded in the file
+    out = cli_run("--quiet", "simulate", "--N", "300", "--t-max", "0.5", "--seeds", "2",
+                  "--noise", "student_t", "--noise-df", "5", "--factors", "rademacher",
+                  "--dataset-size", "150", "--order", "cycle", "--dataset-seed", "3",
+                  "--training-loss", "--out", str(tmp_path / "r.nc"))
+    assert out.returncode == 0, out.stderr
+    ds = linvae.io.load(tmp_path / "r.nc")
+    assert (ds.attrs["noise"], ds.attrs["noise_df"], ds.attrs["factors"]) == \
+        ("student_t", 5.0, "rademacher")
+    assert (ds.attrs["dataset_size"], ds.attrs["order"], ds.attrs["dataset_seed"]) == \
+        (150, "cycle", 3)
+    assert np.isfinite(ds["train_loss"].values).all()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--noise", "student_t"), "needs noise_df"),
+    (("--noise", "student_t", "--noise-df", "2"), "noise_df must be > 2"),
+    (("--noise-df", "5"), "noise_df applies to noise='student_t' only"),
+    (("--order", "cycle"), "applies to a finite dataset only"),
+    (("--dataset-size", "0"), "dataset-size must be >= 1"),
+    (("--noise", "cauchy"), "invalid choice"),
+])
+def test_bad_data_flags_are_one_line(args: tuple[str, ...], message: str) -> None:
+    err = one_line_error(cli_run("simulate", "--N", "100", "--t-max", "0.1", *args))
+    assert message in err, err
+
+
 def test_bad_parameter_is_one_line_and_nonzero() -> None:
     out = cli_run("simulate", "--eta", "-1")
     assert out.returncode == 2
@@ -428,8 +456,8 @@ def test_reproduce_help_states_the_time_the_readme_quotes() -> None:
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     full = re.search(r"About (\d+) s on 2 cores; --quick about (\d+) s", text)
     assert full is not None, text
-    assert f"It took {full[1]} s on a two-core machine" in readme
-    assert f"`linvae reproduce --quick` took {full[2]} s" in readme
+    assert f"It takes about {full[1]} s on a two-core machine" in readme
+    assert f"`linvae reproduce --quick` about {full[2]} s" in readme
     from linvae.reproduce import FAMILIES
 
     for family in FAMILIES:

@@ -17,6 +17,7 @@ from scipy import stats
 
 import linvae
 from linvae import _core
+from linvae.data import check_data
 from linvae.observables import gram_sqrt, state_gram
 from linvae.schedules import Tanh
 from linvae.simulation import empty_records, new_engine
@@ -408,5 +409,7 @@ def test_binding_rejects_bad_arguments(call: Any, match: str) -> None:
 def test_binding_rejects_what_the_chain_cannot_do() -> None:
     with pytest.raises(ValueError, match="N >= M\\* \\+ 2M = 3"):
         make_engine("gram", P11, 2, 1, seed=0)
-    with pytest.raises(ValueError, match="Gaussian noise only"):
+    with pytest.raises(ValueError, match="exact for Gaussian data only"):
         make_engine("gram", P11, 100, 1, seed=0, noise="rademacher")
+    with pytest.raises(ValueError, match="fresh sample every step"):
+        make_engine("gram", P11, 100, 1, seed=0, data=check_data(dataset_size=10))

@@ -31,7 +31,7 @@ def test_rademacher_runs_are_reproducible_and_recorded() -> None:
     assert a.attrs["noise"] == "rademacher"
     assert g.attrs["noise"] == "gaussian"
     with pytest.raises(ValueError, match="noise must be"):
-        linvae.simulate(p, N=10, t_max=0.1, noise="uniform", progress=False)  # type: ignore[arg-type]
+        linvae.simulate(p, N=10, t_max=0.1, noise="cauchy", progress=False)  # type: ignore[arg-type]
 
 
 def test_rademacher_sgd_still_concentrates_on_the_ode() -> None:

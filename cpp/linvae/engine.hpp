@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -26,7 +27,9 @@
 #include <sys/mman.h>
 #endif
 
+#include "dataset.hpp"
 #include "kernel.hpp"
+#include "noise.hpp"
 #include "rng.hpp"
 #include "simd.hpp"
 
@@ -39,7 +42,10 @@ namespace linvae {
 constexpr std::int64_t kBlock = 4096;
 
 // Stream ids within a replica: weights initialisation, the factors c, then one per block.
+// A finite dataset keys sample mu's streams by (data key, mu, id), and its teacher's by
+// (data key, kTeacherSample, kInitStream), which no sample index reaches.
 enum StreamId : std::uint64_t { kInitStream = 0, kSignalStream = 1, kFirstNoiseStream = 2 };
+inline constexpr std::uint64_t kTeacherSample = ~std::uint64_t{0};
 
 // Why a replica stopped (kRunning: it did not). kIndefinite is the Gram chain's own: its
 // Gram matrix is not positive semidefinite, so it is the Gram matrix of no vectors.
@@ -58,15 +64,20 @@ struct ModelConfig {
     double lam = 0.0;
     double tau = 0.5;
     double blowup = 1e8;  // a diagonal of Q or E beyond this is a runaway
-    bool rademacher = false;  // background noise n_i = +-1 instead of N(0, 1)
+    NoiseLaw noise;                      // of the background noise n
+    Family factors = Family::kGaussian;  // of the factors c: Gaussian or Rademacher
+    DatasetSpec data;                    // P = 0: one-pass SGD
 };
 
 // Where the order parameters of the recorded states go: row-major arrays of shape
 // (S, T, ...) owned by the caller; record k of a run is written at t index rec_start + k.
+// Bt, Ct (S, T, M, M), if not null, take the training set's moments Bb and Cab.
 struct RecordSink {
     double *m, *d, *Q, *E, *R, *D;
     std::int64_t T;          // length of the t axis of the arrays
     std::int64_t rec_start;  // t index of this run's first record
+    double* Bt = nullptr;
+    double* Ct = nullptr;
 
     // Where record k of replica r goes, for M latents and Ms factors.
     struct Row {
@@ -154,6 +165,7 @@ struct Replica {
     int status = kRunning;
     std::vector<double> slots;  // per-block sums of the current pass (nblocks x layout.size)
     std::vector<double> sums;   // their total, added in block order
+    VisitOrder order;           // which sample each step visits, on a finite dataset
 };
 
 template <class Real>
@@ -165,6 +177,7 @@ public:
             cfg_.Ms > kMaxLatents || replicas < 1 ||
             static_cast<int>(cfg_.rho.size()) != cfg_.Ms)
             throw std::invalid_argument("Engine: inconsistent sizes (validate in Python first)");
+        cfg_.noise.check();
         const std::int64_t N = cfg_.N;
         const std::int64_t nblocks = (N + kBlock - 1) / kBlock;
         reps_.resize(static_cast<std::size_t>(replicas));
@@ -195,7 +208,7 @@ public:
         for_each_replica(replicas(), threads, [&](int r) {
             Replica<Real>& rep = reps_[static_cast<std::size_t>(r)];
             NormalStream g(seed_, static_cast<std::uint64_t>(r), kInitStream);
-            fill_normal(g, rep.Ws);
+            fill_teacher(rep, r, g);
             orthonormalise(rep, cfg_.Ms);
             fill_normal(g, rep.W);
             fill_normal(g, rep.V);
@@ -213,7 +226,7 @@ public:
         for_each_replica(replicas(), threads, [&](int r) {
             Replica<Real>& rep = reps_[static_cast<std::size_t>(r)];
             NormalStream g(seed_, static_cast<std::uint64_t>(r), kInitStream);
-            fill_normal(g, rep.Ws);
+            fill_teacher(rep, r, g);
             fill_normal(g, rep.W);
             fill_normal(g, rep.V);
             orthonormalise(rep, K);
@@ -271,12 +284,43 @@ public:
         pass_no_sample(rep, false);
     }
 
+    // The sample seen at step s (0-based) of replica r, on a finite dataset, through the
+    // order object `order` (the replica's own in a run).
+    std::int64_t sample_index(VisitOrder& order, int r, std::int64_t s) const {
+        return order.at(cfg_.data, seed_, r, s);
+    }
+
+    // The draws (c, n) of sample mu of replica r's dataset, as a visit makes them.
+    std::pair<std::vector<double>, std::vector<double>> sample(int r, std::int64_t mu) const {
+        const std::uint64_t key = cfg_.data.key(r), u = static_cast<std::uint64_t>(mu);
+        NormalStream signal(key, u, kSignalStream);
+        std::vector<double> c(static_cast<std::size_t>(cfg_.Ms));
+        for (auto& v : c) v = draw_factor(signal, cfg_.factors);
+        std::vector<double> n(static_cast<std::size_t>(cfg_.N));
+        std::vector<Real> buf(static_cast<std::size_t>(std::min(cfg_.N, kBlock)));
+        for (std::int64_t i0 = 0; i0 < cfg_.N; i0 += kBlock) {
+            const std::int64_t len = std::min(kBlock, cfg_.N - i0);
+            NormalStream noise(key, u, kFirstNoiseStream + static_cast<std::uint64_t>(i0 / kBlock));
+            fill_noise(noise, cfg_.noise, buf.data(), static_cast<std::size_t>(len));
+            for (std::int64_t j = 0; j < len; ++j) n[i0 + j] = static_cast<double>(buf[j]);
+        }
+        return {c, n};
+    }
+
 private:
     ModelConfig cfg_;
     std::uint64_t seed_;
     SumLayout L_;
     std::vector<Replica<Real>> reps_;
     int block_threads_ = 1;
+
+    // W* from the replica's init stream g (one-pass SGD) or, for a finite dataset, from
+    // the dataset's own stream, which replicas sharing the dataset share.
+    void fill_teacher(Replica<Real>& rep, int r, NormalStream& g) const {
+        if (!cfg_.data.finite()) return fill_normal(g, rep.Ws);
+        NormalStream t(cfg_.data.key(r), kTeacherSample, kInitStream);
+        fill_normal(t, rep.Ws);
+    }
 
     static void fill_normal(NormalStream& g, Weights<Real>& v) {
         std::vector<double> buf(static_cast<std::size_t>(std::min<std::int64_t>(kBlock, v.size())));
@@ -546,27 +590,87 @@ private:
         }
         for (int i = 0; i < M; ++i)
             if (E[i * M + i] > cfg_.blowup || !std::isfinite(E[i * M + i])) rep.status = kBlowUp;
+        if (sink.Bt != nullptr) {
+            const std::int64_t at = static_cast<std::int64_t>(r) * sink.T + sink.rec_start + k;
+            training_moments(rep, r, sink.Bt + at * M * M, sink.Ct + at * M * M);
+        }
+    }
+
+    // Point the replica's streams at sample mu of its dataset: the factor stream and one
+    // noise stream per block, keyed by (data key, mu), so every visit draws the same x.
+    void visit(Replica<Real>& rep, int r, std::int64_t mu) const {
+        const std::uint64_t key = cfg_.data.key(r), u = static_cast<std::uint64_t>(mu);
+        rep.signal = NormalStream(key, u, kSignalStream);
+        for (std::size_t blk = 0; blk < rep.noise.size(); ++blk)
+            rep.noise[blk] = NormalStream(key, u, kFirstNoiseStream + blk);
+    }
+
+    // The factors' part of x for the replica's next sample: cs[f] = sqrt(rho_f) c_f / sqrt(N).
+    void draw_factors(NormalStream& signal, double* cs) const {
+        const double sqN = std::sqrt(static_cast<double>(cfg_.N));
+        for (int f = 0; f < cfg_.Ms; ++f)
+            cs[f] = std::sqrt(cfg_.rho[f]) * draw_factor(signal, cfg_.factors) / sqN;
+    }
+
+    // The training set's moments Bb = mean_mu b b^T and Cab = mean_mu a b^T at the current
+    // weights (M x M, row-major), over its P samples regenerated one by one: P passes over
+    // W and V, so a record costs P N M operations instead of N M.
+    void training_moments(Replica<Real>& rep, int r, double* Bb, double* Cab) const {
+        const int M = cfg_.M, Ms = cfg_.Ms;
+        const std::int64_t N = cfg_.N;
+        const double sqN = std::sqrt(static_cast<double>(N)), sqrt_eta = std::sqrt(cfg_.eta);
+        const std::uint64_t key = cfg_.data.key(r);
+        std::vector<double> cs(static_cast<std::size_t>(Ms)), a(M), b(M), Bs(M * M, 0.0),
+            Cs(M * M, 0.0);
+        std::vector<Real> buf(static_cast<std::size_t>(std::min(N, kBlock)));
+        for (std::int64_t mu = 0; mu < cfg_.data.P; ++mu) {
+            NormalStream signal(key, static_cast<std::uint64_t>(mu), kSignalStream);
+            draw_factors(signal, cs.data());
+            std::fill(a.begin(), a.end(), 0.0);
+            std::fill(b.begin(), b.end(), 0.0);
+            for (std::int64_t i0 = 0, blk = 0; i0 < N; i0 += kBlock, ++blk) {
+                const std::int64_t n = std::min(kBlock, N - i0);
+                NormalStream noise(key, static_cast<std::uint64_t>(mu),
+                                   kFirstNoiseStream + static_cast<std::uint64_t>(blk));
+                fill_noise(noise, cfg_.noise, buf.data(), static_cast<std::size_t>(n));
+                for (std::int64_t i = i0; i < i0 + n; ++i) {
+                    double xi = sqrt_eta * static_cast<double>(buf[i - i0]);
+                    for (int f = 0; f < Ms; ++f) xi += static_cast<double>(rep.Ws[i * Ms + f]) * cs[f];
+                    for (int k = 0; k < M; ++k) {
+                        a[k] += static_cast<double>(rep.W[i * M + k]) * xi;
+                        b[k] += static_cast<double>(rep.V[i * M + k]) * xi;
+                    }
+                }
+            }
+            for (int k = 0; k < M; ++k)
+                for (int l = 0; l < M; ++l) {
+                    Bs[k * M + l] += b[k] * b[l];
+                    Cs[k * M + l] += a[k] * b[l];
+                }
+        }
+        const double scale = 1.0 / (static_cast<double>(cfg_.data.P) * sqN * sqN);
+        for (int j = 0; j < M * M; ++j) {
+            Bb[j] = Bs[j] * scale;
+            Cab[j] = Cs[j] * scale;
+        }
     }
 
     void run_replica(Replica<Real>& rep, int r, const double* beta, std::int64_t n_steps,
                      const std::int64_t* rec, std::int64_t n_rec, const RecordSink& sink) {
-        const int Ms = cfg_.Ms;
         const double sqrt_eta = std::sqrt(cfg_.eta);
-        const double sqN = std::sqrt(static_cast<double>(cfg_.N));
-        std::vector<double> cs(static_cast<std::size_t>(Ms));
+        std::vector<double> cs(static_cast<std::size_t>(cfg_.Ms));
+        const bool gaussian = cfg_.noise.family == Family::kGaussian;
         std::int64_t next = 0;  // next record to take
         for (std::int64_t j = 0; j < n_steps && rep.status == kRunning; ++j) {
-            for (int f = 0; f < Ms; ++f) cs[f] = std::sqrt(cfg_.rho[f]) * rep.signal.next() / sqN;
+            if (cfg_.data.finite()) visit(rep, r, sample_index(rep.order, r, rep.steps));
+            draw_factors(rep.signal, cs.data());
             const bool rec_now = next < n_rec && rec[next] == j;
             pass_blocks(rep, true, rec_now, cs.data(), sqrt_eta,
                         [&](std::int64_t i0, std::int64_t n, Real* buf) {
                             auto& stream = rep.noise[static_cast<std::size_t>(i0 / kBlock)];
-                            if (cfg_.rademacher)
-                                stream.fill_signs(buf, static_cast<std::size_t>(n));
-                            else
-                                fill_normals(stream, buf, static_cast<std::size_t>(n));
+                            fill_noise(stream, cfg_.noise, buf, static_cast<std::size_t>(n));
                         },
-                        /*from_streams=*/!cfg_.rademacher);
+                        /*from_streams=*/gaussian);
             if (rec_now) record(rep, r, next++, sink);
             if (rep.status != kRunning) return;
             finish_step(rep, beta[j]);

@@ -429,9 +429,12 @@ public:
         if (cfg_.N < K())
             throw std::invalid_argument("the Gram chain needs N >= M* + 2M = " + std::to_string(K()) +
                                         ", got N = " + std::to_string(cfg_.N));
-        if (cfg_.rademacher)
-            throw std::invalid_argument("the Gram chain is exact for Gaussian noise only; "
-                                        "Rademacher noise needs the weight-space engine");
+        if (cfg_.noise.family != Family::kGaussian || cfg_.factors != Family::kGaussian)
+            throw std::invalid_argument("the Gram chain is exact for Gaussian data only; "
+                                        "other families need the weight-space engine");
+        if (cfg_.data.finite())
+            throw std::invalid_argument("the Gram chain draws a fresh sample every step; "
+                                        "a finite dataset needs the weight-space engine");
         const auto KK = static_cast<std::size_t>(K() * K());
         const auto M = static_cast<std::size_t>(cfg_.M);
         reps_.resize(static_cast<std::size_t>(replicas));

@@ -294,6 +294,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                          f"overwrite: continue it with --resume {ckpt}, or delete it to "
                          f"start over")
     init = _init_state(args, p, "random")
+    from .data import check_data
+
+    data: dict[str, Any] = {
+        "noise": args.noise, "noise_df": args.noise_df, "factors": args.factors,
+        "dataset_size": args.dataset_size, "order": args.order,
+        "dataset_seed": args.dataset_seed, "training_loss": args.training_loss}
+    check_data(**data)  # before the log line and the work, as simulate would
     log.info("simulating %r at N=%d for t <= %g with %d replicas", p, args.N, args.t_max,
              args.seeds)
     t0 = time.perf_counter()
@@ -304,7 +311,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           seeds=args.seeds, seed=args.seed, init=init, threads=args.threads,
                           dtype=args.dtype, progress=not args.quiet, checkpoint=ckpt,
                           checkpoint_every=args.checkpoint_every, resume=args.resume,
-                          noise=args.noise, method=args.method,
+                          method=args.method, **data,
                           stop_signals=["SIGTERM", *(f"SIG{s}" for s in args.stop_signal)])
     except SimulationInterrupted as exc:
         part = _partial_path(args.out)
@@ -588,6 +595,7 @@ def _add_init_flags(group: argparse._ArgumentGroup, default: str, choices: Seque
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``linvae`` command and its subcommands."""
+    from .data import FACTOR_FAMILIES, NOISE_FAMILIES, ORDERS
     from .reproduce import FAMILIES
 
     parser = _Parser(
@@ -633,9 +641,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="OpenMP threads (default: all)")
     run.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                      help="precision of the weights")
-    run.add_argument("--noise", choices=["gaussian", "rademacher"], default="gaussian",
-                     help="distribution of the background noise n (docs/model.md#data); "
-                          "rademacher has the same first two moments and ODE limit")
+    data = sim.add_argument_group("data (docs/model.md#data-families, #finite-datasets)")
+    data.add_argument("--noise", choices=list(NOISE_FAMILIES), default="gaussian",
+                      help="distribution of the background noise n, each of variance 1: "
+                           "all have the Gaussian's first two moments and ODE limit")
+    data.add_argument("--noise-df", type=float, default=None, metavar="NU",
+                      help="degrees of freedom nu > 2 of --noise student_t")
+    data.add_argument("--factors", choices=list(FACTOR_FAMILIES), default="gaussian",
+                      help="distribution of the factors c")
+    data.add_argument("--dataset-size", type=_int_flag("dataset-size", ge=1), default=None,
+                      metavar="P", help="train on a finite dataset of P samples, reused over "
+                                        "epochs (default: a fresh sample every step)")
+    data.add_argument("--order", choices=list(ORDERS), default="shuffle",
+                      help="order of the visits to the dataset: a new permutation every "
+                           "epoch, or mu = step mod P")
+    data.add_argument("--dataset-seed", type=_int_flag("dataset-seed", ge=0), default=None,
+                      help="one dataset of this seed for every replica (default: one per "
+                           "replica, from --seed)")
+    data.add_argument("--training-loss", action="store_true",
+                      help="also record the loss over the P training samples (each record "
+                           "then costs P passes over the weights)")
     run.add_argument("--method", choices=["weights", "gram"], default="weights",
                      help="weights: SGD on the N-vectors (cost ~ N per step); gram: the "
                           "Gram chain, the exact finite-N law of the order parameters at a "
@@ -758,12 +783,14 @@ def build_parser() -> argparse.ArgumentParser:
              "6 optimal_beta (steady-state eps_g vs beta for several rho, minimum at "
              "beta = eta), 7 fluctuations (finite-N theory against the Gram chain: "
              "predicted vs measured sd over N, median escape time from the plateau vs ln N, "
-             "slope 1/(2 lambda) vs beta). About 185 s on 2 cores; --quick about 36 s.")
+             "slope 1/(2 lambda) vs beta), 8 universality (gap exponent per noise family), 9 "
+             "finite_data (multi-epoch SGD: long-time eps_g and m^2/Q vs alpha = P/N). "
+             "About 410 s on 2 cores; --quick about 60 s.")
     _add_common(rp)
     rp.add_argument("--out", type=Path, default=Path("linvae-reproduce"),
                     help="output folder (created if missing)")
     rp.add_argument("--quick", action="store_true",
-                    help="smaller N, fewer replicas and grid points (about 36 s)")
+                    help="smaller N, fewer replicas and grid points (about 60 s)")
     rp.add_argument("--only", nargs="+", choices=list(FAMILIES), default=None,
                     help="run only these figure families")
     rp.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,

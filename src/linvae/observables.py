@@ -177,6 +177,18 @@ def derived(m: Array, d: Array, Q: Array, E: Array, R: Array, D: Array, *, rho: 
     eps_g is :func:`eg`; ``eg_authors`` is :func:`eg_authors`.
     """
     Bb, Cab, _ = moments(m, d, Q, E, R, rho, eta)
+    rate, distortion, loss = loss_terms(Bb, Cab, Q, E, D, beta=beta, lam=lam)
+    return Derived(eg=eg(m, Q, rho), rate=rate, distortion=distortion, loss=loss,
+                   eg_authors=eg_authors(m, Q))
+
+
+def loss_terms(Bb: Array, Cab: Array, Q: Array, E: Array, D: Array, *, beta: ArrayLike,
+               lam: float) -> tuple[Array, Array, Array]:
+    """Rate, distortion and loss, averaged over a data distribution given by its moments.
+
+    With the population's moments (:func:`moments`) this is the population loss; with
+    a finite dataset's (Bb and Cab averaged over its samples) the training loss.
+    """
     Qdiag = np.diagonal(Q, axis1=-2, axis2=-1)
     rate = np.sum(_latent_rates(Bb, D), axis=-1)
     distortion = (-np.trace(Cab, axis1=-2, axis2=-1)
@@ -184,8 +196,7 @@ def derived(m: Array, d: Array, Q: Array, E: Array, R: Array, D: Array, *, rho: 
                   + 0.5 * np.sum(Qdiag * D, axis=-1))
     reg = 0.5 * lam * (np.trace(Q, axis1=-2, axis2=-1) + np.trace(E, axis1=-2, axis2=-1))
     loss = distortion + np.asarray(beta, dtype=np.float64) * rate + reg
-    return Derived(eg=eg(m, Q, rho), rate=rate, distortion=distortion, loss=loss,
-                   eg_authors=eg_authors(m, Q))
+    return rate, distortion, loss
 
 
 def gram_matrix(m: Array, d: Array, Q: Array, E: Array, R: Array) -> Array:

@@ -20,8 +20,9 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 
-from . import _core, io
+from . import _core, io, observables
 from ._validate import check_int, check_params, check_real
+from .data import DataSpec, check_data
 from .dataset import make_dataset, parse_state, state_shapes, time_grid
 from .errors import DivergenceWarning, SimulationInterrupted, SimulationTerminated
 from .observables import ORDER_PARAMETERS, gram_sqrt, state_gram
@@ -155,17 +156,19 @@ def _run_key(p: Params, *, steps: NDArray[np.int64], state: Mapping[str, NDArray
 
 
 def _restore(path: str | os.PathLike[str], run_key: dict[str, Any], engine: Any,
-             ops: dict[str, NDArray[np.float64]]) -> tuple[int, int]:
+             ops: dict[str, NDArray[np.float64]],
+             train: dict[str, NDArray[np.float64]]) -> tuple[int, int]:
     """Load a checkpoint into the engine and the record arrays; returns (s0, n_done)."""
     meta, arrays = io.load_checkpoint(path)
     saved = meta["run"]
     saved.setdefault("method", "weights")  # written before there was a choice
+    saved.setdefault("factors", "gaussian")
     diff = sorted(k for k in set(saved) | set(run_key) if saved.get(k) != run_key.get(k))
     if diff:
         details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs call {run_key.get(k)!r}"
                             for k in diff)
         raise ValueError(f"resume: checkpoint {str(path)!r} belongs to another run ({details})")
-    for k, v in ops.items():
+    for k, v in {**ops, **train}.items():
         v[...] = arrays[f"op/{k}"]
     for r in range(ops["D"].shape[0]):
         prefix = f"replica{r}/"
@@ -178,20 +181,37 @@ def _restore(path: str | os.PathLike[str], run_key: dict[str, Any], engine: Any,
     return int(meta["s0"]), int(meta["n_done"])
 
 
+def _teacher_first(S: NDArray[np.float64], M_star: int) -> NDArray[np.float64]:
+    """Return U^T S, U orthogonal, whose first M* columns are exactly [I; 0].
+
+    A prescribed start is [W*, W, V] = sqrt(N) F S with F the orthonormalised frame of
+    [W*, W, V]; with this square root of the Gram matrix W* is F's first M* columns,
+    which depend on the teacher's own draw alone. A finite dataset needs that: its
+    teacher is part of the dataset, which replicas may share.
+    """
+    q, r = np.linalg.qr(S[:, :M_star], mode="complete")
+    q[:, :M_star] *= np.sign(np.diag(r))
+    out = q.T @ S
+    out[:, :M_star] = np.eye(S.shape[0], M_star)  # so up to rounding already
+    return np.asarray(out)
+
+
 def new_engine(p: Params, N: int, *, replicas: int = 1, seed: int = 0,
                method: str = "weights", dtype: str = "float64", noise: str = "gaussian",
-               blowup: float = 1e8, **options: Any) -> Any:
+               blowup: float = 1e8, data: DataSpec | None = None, **options: Any) -> Any:
     """Build the compiled engine that :func:`simulate` runs.
 
     That is ``_core.GramEngine`` for the Gram chain, else ``_core.Engine64`` or
     ``_core.Engine32`` by ``dtype``. The arguments are taken as checked (by
-    :func:`simulate`); the compiled constructor checks sizes again.
+    :func:`simulate`); the compiled constructor checks sizes again. ``data`` holds the
+    data options (default: ``noise`` alone, fresh samples every step).
     ``options`` go to the constructor as they are (``compensated`` for the Gram chain).
     """
     cls: Any = (_core.GramEngine if method == "gram" else
                 _core.Engine64 if dtype == "float64" else _core.Engine32)
+    data = data if data is not None else check_data(noise=noise)
     return cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam, tau=p.tau,
-               blowup=blowup, seed=seed, replicas=replicas, rademacher=noise == "rademacher",
+               blowup=blowup, seed=seed, replicas=replicas, **data.engine_options(seed),
                **options)
 
 
@@ -207,9 +227,13 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
              blowup: float = 1e8, checkpoint: str | os.PathLike[str] | None = None,
              checkpoint_every: float = 600.0,
              resume: str | os.PathLike[str] | None = None,
-             noise: Literal["gaussian", "rademacher"] = "gaussian",
+             noise: Literal["gaussian", "rademacher", "laplace", "uniform",
+                            "student_t"] = "gaussian",
              stop_signals: Iterable[str | int] = ("SIGTERM",),
-             method: Literal["weights", "gram"] = "weights") -> xr.Dataset:
+             method: Literal["weights", "gram"] = "weights", noise_df: float | None = None,
+             factors: Literal["gaussian", "rademacher"] = "gaussian",
+             dataset_size: int | None = None, order: Literal["shuffle", "cycle"] = "shuffle",
+             dataset_seed: int | None = None, training_loss: bool = False) -> xr.Dataset:
     """Run one-pass SGD for ``seeds`` independent replicas and record the order parameters.
 
     Parameters
@@ -258,10 +282,11 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         as the one that wrote it; the result is bit-identical to an uninterrupted run,
         whenever the interruption came. Give ``checkpoint`` too (the same path) to keep
         checkpointing the continued run.
-    noise : "gaussian" or "rademacher"
-        Distribution of the background noise n. Gaussian is the model; Rademacher
-        (n_i = +-1) has the same first two moments, hence the same ODE limit, and is
-        faster to draw. The signal factors c stay Gaussian.
+    noise : "gaussian", "rademacher", "laplace", "uniform" or "student_t"
+        Distribution of the background noise n_i, each with mean 0 and variance 1
+        (docs/model.md#data-families). Gaussian is the model; the others have the same
+        first two moments, hence the same ODE limit. Rademacher (+-1) is the fastest to
+        draw; Student-t needs ``noise_df``.
     stop_signals : sequence of signal names
         Signals that stop the run like Ctrl-C, besides SIGINT (which always does): the
         run stops at the end of the current chunk (about 0.1 s), writes its checkpoint
@@ -276,6 +301,26 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         M = M* = 1). It needs Gaussian noise, float64 and N >= M* + 2M. Its trajectories
         have the same law as those of "weights", but the same seed gives another (equally
         distributed) trajectory.
+    noise_df : float, optional
+        Degrees of freedom nu > 2 of ``noise="student_t"`` (scaled to variance 1; its
+        fourth moment is finite only for nu > 4).
+    factors : "gaussian" or "rademacher"
+        Distribution of the factors c_f (variance 1 either way).
+    dataset_size : int, optional
+        Train on a finite dataset of P samples, visited over and over (multi-epoch SGD,
+        docs/model.md#finite-datasets), instead of a fresh sample every step (None, the
+        default). Sample mu is regenerated from its key at every visit, so memory is that
+        of one-pass SGD for any P. The recorded observables (and ``eg``) are still those
+        of the population.
+    order : "shuffle" or "cycle"
+        Order of the visits to a finite dataset: a fresh pseudo-random permutation every
+        epoch (keyed by the seed and the replica), or mu = step mod P.
+    dataset_seed : int, optional
+        Every replica trains on the one dataset (teacher and samples) of this seed.
+        Without it, each replica draws its own from (seed, replica).
+    training_loss : bool
+        Also record ``train_loss``, the loss averaged over the P training samples. Each
+        record then costs P passes over the weights (P N M operations instead of N M).
 
     Raises
     ------
@@ -304,17 +349,22 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
     seed = check_int("seed", seed, ge=0, le=2**63 - 1)  # stored as a netCDF int64
     blowup = check_real("blowup", blowup, gt=0.0)
     checkpoint_every = check_real("checkpoint_every", checkpoint_every, ge=0.0)
-    if noise not in ("gaussian", "rademacher"):
-        raise ValueError(f"noise must be 'gaussian' or 'rademacher', got {noise!r}")
+    data = check_data(noise=noise, noise_df=noise_df, factors=factors,
+                      dataset_size=dataset_size, order=order, dataset_seed=dataset_seed,
+                      training_loss=training_loss)
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if method not in METHODS:
         raise ValueError(f"method must be 'weights' or 'gram', got {method!r}")
     K = p.M_star + 2 * p.M  # columns of [W*, W, V]
     if method == "gram":
-        if noise != "gaussian":
-            raise ValueError(f"method='gram' needs noise='gaussian', got {noise!r}: the Gram "
-                             f"chain is exact only for Gaussian data (use method='weights')")
+        if noise != "gaussian" or factors != "gaussian":
+            bad = f"noise={noise!r}" if noise != "gaussian" else f"factors={factors!r}"
+            raise ValueError(f"method='gram' needs Gaussian noise and factors, got {bad}: the "
+                             f"Gram chain is exact only for Gaussian data (use method='weights')")
+        if dataset_size is not None:
+            raise ValueError(f"method='gram' draws a fresh sample every step, so it cannot "
+                             f"train on dataset_size={dataset_size} (use method='weights')")
         if dtype != "float64":
             raise ValueError(f"method='gram' runs in float64 only, got dtype={dtype!r} "
                              f"(its cost does not depend on N, so float32 would gain nothing)")
@@ -353,8 +403,10 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         itemsize = 8 if dtype == "float64" else 4
         if method == "gram":  # G and its compensation terms, whatever N
             weights = S * 2 * K * K * 8
-        else:  # W, V, W*, x, streams
+        else:  # W, V, W*, x, streams, and a shuffled epoch's order
             weights = S * ((2 * p.M + p.M_star + 1) * N * itemsize + 40 * N)
+            if data.dataset_size is not None and data.order == "shuffle":
+                weights += S * 4 * min(data.dataset_size, 2**22)
         T_est = np.size(times) if times is not None else t_max / record_every + 2
         records = T_est * (S * (2 * p.M * p.M_star + 3 * p.M * p.M + p.M) + 2) * 8
         avail = _available_memory()
@@ -369,26 +421,32 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         total = round(t_max * N)
         T = steps.size
         ops = empty_records(p, S, T)
+        # the training set's moments Bb and Cab at each record
+        train = ({k: np.full((S, T, p.M, p.M), np.nan) for k in ("train_Bb", "train_Cab")}
+                 if data.training_loss else {})
         # what a checkpoint must agree on to continue this very run
         run_key = _run_key(p, N=N, t_max=t_max, seeds=S, seed=seed, dtype=dtype, blowup=blowup,
-                           noise=noise, method=method, steps=steps, state=state)
+                           method=method, steps=steps, state=state, **data.attrs())
 
         engine = new_engine(p, N, replicas=S, seed=seed, method=method, dtype=dtype,
-                            noise=noise, blowup=blowup)
+                            blowup=blowup, data=data)
         s0, n_done = 0, 0  # next step to take, records taken
         if resume is not None:
-            s0, n_done = _restore(resume, run_key, engine, ops)
+            s0, n_done = _restore(resume, run_key, engine, ops, train)
         elif state is None:
             engine.init_random(nthreads)
         elif method == "gram":  # the Gram matrix itself: the start is taken exactly
             engine.init_gram(state_gram(state), state["D"].tolist(), nthreads)
         else:
-            engine.init_prescribed(gram_sqrt(state_gram(state)), state["D"].tolist(), nthreads)
+            S_root = gram_sqrt(state_gram(state))
+            if data.dataset_size is not None:  # the dataset's teacher, whatever W and V
+                S_root = _teacher_first(S_root, p.M_star)
+            engine.init_prescribed(S_root, state["D"].tolist(), nthreads)
 
         attrs = {"kind": "simulation", "N": N, "seed": seed, "replicas": S, "t_max": t_max,
                  "record_every": record_every if times is None else float("nan"), "dtype": dtype,
                  "init": "random" if state is None else "prescribed", "blowup": blowup,
-                 "noise": noise, "method": method,
+                 **data.attrs(), "method": method,
                  "linvae_version": version("linvae")}
 
         def dataset(n_done: int) -> xr.Dataset:
@@ -400,11 +458,18 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
             ds["diverged"] = ("replica", diverged)
             ds["t_diverged"] = ("replica", np.where(diverged, taken / N, np.nan))
             ds["divergence"] = ("replica", reasons.astype(str))
+            if train:
+                beta_t = ds["beta"].values
+                ds["train_loss"] = (("replica", "t"), observables.loss_terms(
+                    train["train_Bb"][:, :n_done], train["train_Cab"][:, :n_done],
+                    ops["Q"][:, :n_done], ops["E"][:, :n_done], ops["D"][:, :n_done],
+                    beta=beta_t, lam=p.lam)[2])
+                ds["train_loss"].attrs["long_name"] = "loss averaged over the training set"
             return ds
 
         def save_checkpoint() -> None:
             assert checkpoint is not None
-            arrays = {f"op/{k}": v for k, v in ops.items()}
+            arrays = {f"op/{k}": v for k, v in {**ops, **train}.items()}
             for r in range(S):
                 for k, v in engine.get_state(r).items():
                     arrays[f"replica{r}/{k}"] = np.asarray(v)
@@ -438,7 +503,8 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
                 # a signal here only sets a flag, never raises, so the engine state and
                 # the counters below are always committed together
                 engine.run(beta, offsets, ops["m"], ops["d"], ops["Q"], ops["E"], ops["R"],
-                           ops["D"], rec_start=int(lo_i), threads=nthreads)
+                           ops["D"], rec_start=int(lo_i), threads=nthreads,
+                           train_Bb=train.get("train_Bb"), train_Cab=train.get("train_Cab"))
                 s0, n_done = s0 + n, int(hi_i)
                 bar.update(n)
                 if log_progress and time.monotonic() - last_log >= _LOG_EVERY:
