@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
+from interrupts import interrupt_at_checkpoint
 from scipy import stats
 from test_checkpoint import RUN as CKPT_RUN
-from test_checkpoint import interrupt_at_checkpoint
 from test_gram import entries
 from test_interrupts import Child
 
@@ -123,7 +123,7 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path: Path, stop_at: int,
     full = linvae.simulate(P, method="gram", **CKPT_RUN)
     ckpt = tmp_path / "run.ckpt"
     with monkeypatch.context() as mp:
-        interrupt_at_checkpoint(mp, stop_at)
+        interrupt_at_checkpoint(mp, stop_at, CKPT_RUN["N"])
         with pytest.raises(linvae.errors.SimulationInterrupted) as info:
             linvae.simulate(P, method="gram", checkpoint=ckpt, checkpoint_every=0.0,
                             **CKPT_RUN)
@@ -147,7 +147,7 @@ def test_checkpoint_from_before_the_method_setting_resumes(
     full = linvae.simulate(P, **run_kw)
     ckpt = tmp_path / "old.ckpt"
     with monkeypatch.context() as mp:
-        interrupt_at_checkpoint(mp, 3)
+        interrupt_at_checkpoint(mp, 3, CKPT_RUN["N"])
         with pytest.raises(linvae.errors.SimulationInterrupted):
             linvae.simulate(P, checkpoint=ckpt, checkpoint_every=0.0, **run_kw)
     meta, arrays = linvae.io.load_checkpoint(ckpt)
