@@ -300,8 +300,7 @@ public:
         std::vector<Real> buf(static_cast<std::size_t>(std::min(cfg_.N, kBlock)));
         for (std::int64_t i0 = 0; i0 < cfg_.N; i0 += kBlock) {
             const std::int64_t len = std::min(kBlock, cfg_.N - i0);
-            NormalStream noise(key, u, kFirstNoiseStream + static_cast<std::uint64_t>(i0 / kBlock));
-            fill_noise(noise, cfg_.noise, buf.data(), static_cast<std::size_t>(len));
+            fill_sample_noise(key, mu, i0 / kBlock, buf.data(), len);
             for (std::int64_t j = 0; j < len; ++j) n[i0 + j] = static_cast<double>(buf[j]);
         }
         return {c, n};
@@ -605,6 +604,15 @@ private:
             rep.noise[blk] = NormalStream(key, u, kFirstNoiseStream + blk);
     }
 
+    // The noise of block blk (its n rows) of sample mu of the dataset with key `key`,
+    // as a visit draws it.
+    void fill_sample_noise(std::uint64_t key, std::int64_t mu, std::int64_t blk, Real* buf,
+                           std::int64_t n) const {
+        NormalStream noise(key, static_cast<std::uint64_t>(mu),
+                           kFirstNoiseStream + static_cast<std::uint64_t>(blk));
+        fill_noise(noise, cfg_.noise, buf, static_cast<std::size_t>(n));
+    }
+
     // The factors' part of x for the replica's next sample: cs[f] = sqrt(rho_f) c_f / sqrt(N).
     void draw_factors(NormalStream& signal, double* cs) const {
         const double sqN = std::sqrt(static_cast<double>(cfg_.N));
@@ -630,9 +638,7 @@ private:
             std::fill(b.begin(), b.end(), 0.0);
             for (std::int64_t i0 = 0, blk = 0; i0 < N; i0 += kBlock, ++blk) {
                 const std::int64_t n = std::min(kBlock, N - i0);
-                NormalStream noise(key, static_cast<std::uint64_t>(mu),
-                                   kFirstNoiseStream + static_cast<std::uint64_t>(blk));
-                fill_noise(noise, cfg_.noise, buf.data(), static_cast<std::size_t>(n));
+                fill_sample_noise(key, mu, blk, buf.data(), n);
                 for (std::int64_t i = i0; i < i0 + n; ++i) {
                     double xi = sqrt_eta * static_cast<double>(buf[i - i0]);
                     for (int f = 0; f < Ms; ++f) xi += static_cast<double>(rep.Ws[i * Ms + f]) * cs[f];
