@@ -86,6 +86,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     _scaling_summary(terminalreporter.write_line, ns)
     _data_summary(terminalreporter.write_line, ns)
+    _team_summary(terminalreporter.write_line, ns)
     rows: dict[tuple[int, int], dict[str, float]] = defaultdict(dict)
     for (kind, N, M, threads), v in ns.items():
         rows[(N, M)][f"{kind}@{threads}"] = v
@@ -130,6 +131,26 @@ def _data_summary(w: Any, ns: dict[tuple[str, int, int, int], float]) -> None:
     for N, kind, v in rows:
         base = ns.get(("data:gaussian", N, 1, 1))
         w(f"{N:>9}  {kind:<22} {v:7.2f}  {v / base if base else float('nan'):6.2f}x")
+
+
+def _team_summary(w: Any, ns: dict[tuple[str, int, int, int], float]) -> None:
+    """benchmarks/bench_threads.py: one replica on 1 and 2 threads, quiet and loaded."""
+    Ns = sorted({N for (k, N, _, _) in ns if k in ("team_quiet", "team_busy")})
+    if not Ns:
+        return
+    w("")
+    w(f"one replica over threads (M = 1): ns per (step x N); CPU: {_cpu()}")
+    w(f"{'N':>9} {'quiet 1':>8} {'quiet 2':>8} {'speed-up':>8} {'busy 1':>8} {'busy 2':>8} "
+      f"{'2 / 1 busy':>10}")
+    for N in Ns:
+        q1, q2 = ns.get(("team_quiet", N, 1, 1)), ns.get(("team_quiet", N, 1, 2))
+        b1, b2 = ns.get(("team_busy", N, 1, 1)), ns.get(("team_busy", N, 1, 2))
+
+        def f(x: float | None, width: int = 8) -> str:
+            return format(x, f"{width}.2f") if x is not None else " " * width
+
+        w(f"{N:>9} {f(q1)} {f(q2)} {f(q1 / q2 if q1 and q2 else None)} {f(b1)} {f(b2)} "
+          f"{f(b2 / b1 if b1 and b2 else None, 10)}")
 
 
 def _scaling_summary(w: Any, ns: dict[tuple[str, int, int, int], float]) -> None:

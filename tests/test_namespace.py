@@ -40,6 +40,22 @@ def test_moved_name_says_where_it_lives() -> None:
         _ = linvae.no_such_name
 
 
+@pytest.mark.parametrize(("old", "name", "home"), [
+    ("linvae.plot", "predicted_spread", "linvae.finite_n"),
+    ("linvae.reproduce", "run_compare", "linvae.comparison"),
+    ("linvae.stability", "KIND_TOL", "linvae.observables"),
+])
+def test_name_that_moved_module_still_works_and_says_where(old: str, name: str,
+                                                           home: str) -> None:
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=rf"^{old}\.{name} is {home}\.{name}:"):
+        value = getattr(module, name)
+    assert value is getattr(importlib.import_module(home), name)
+    assert name not in module.__all__
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = module.no_such_name
+
+
 def _loaded_after(code: str) -> list[str]:
     out = subprocess.run(
         [sys.executable, "-c", (f"{code}\nimport sys, json\n"

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -103,6 +104,97 @@ void for_each_replica(int S, int threads, F&& body) {
     for (int r = 0; r < S; ++r) body(r);
 #endif
 }
+
+// How many threads share the blocks of a pass (one replica at large N). A pass ends at
+// a barrier every step, so when another process holds one of the team's cores, the whole
+// team waits for that thread's next time slice: on a loaded machine a team of two was up
+// to 7 times slower than one thread. So the size is chosen by measurement. Steps run on
+// the size that was faster; now and then a short probe tries the other size. A probe
+// that is clearly faster is confirmed over a longer window before it is kept: a thread
+// woken for a probe gets a share of a busy core that it does not keep. Windows grow to
+// 2 s while the choice stands, and are at least kCostRatio probes long, so probing costs
+// a few per cent at most. A run starts on one thread, which is never much slower. Sums
+// are added in block order, so the size never changes a trajectory.
+class TeamTuner {
+public:
+    void start(int threads) {
+        if (threads == threads_) return;  // keep what was learnt across runs
+        threads_ = threads;
+        best_ = 1;
+        phase_ = kExploit;
+        window_ = kFirstWindow;
+        open_window();
+    }
+    int size() const { return phase_ == kProbing ? other() : best_; }
+
+    void step_done() {
+        ++steps_;
+        const double elapsed = seconds_since(start_);
+        const double per_step = elapsed / static_cast<double>(steps_);
+        switch (phase_) {
+            case kExploit:
+                if (elapsed < window_) return;
+                best_per_step_ = per_step;
+                phase_ = threads_ > 1 ? kProbing : kExploit;
+                break;
+            case kProbing:
+                if (elapsed < kProbe) return;
+                if (per_step < kMargin * best_per_step_) {  // try it over a longer window
+                    last_per_step_ = best_per_step_;
+                    best_ = other();
+                    phase_ = kConfirming;
+                    window_ = kConfirmRatio * std::max(kProbe, per_step);
+                } else {
+                    phase_ = kExploit;
+                    window_ = next_window(per_step);
+                }
+                break;
+            case kConfirming:
+                if (elapsed < window_) return;
+                if (per_step > kMargin2 * last_per_step_) {  // not faster after all: back
+                    best_ = other();
+                    best_per_step_ = last_per_step_;
+                    window_ = next_window(per_step);
+                } else {
+                    best_per_step_ = per_step;
+                    window_ = std::max(kFirstWindow, kCostRatio * std::max(kProbe, last_per_step_));
+                }
+                phase_ = kExploit;
+                break;
+        }
+        open_window();
+    }
+
+private:
+    enum Phase { kExploit, kProbing, kConfirming };
+    // A probe spans several time slices of the scheduler (a few ms each), so that a
+    // core shared with another process shows in it.
+    static constexpr double kFirstWindow = 0.02, kMaxWindow = 2.0, kProbe = 0.015;
+    static constexpr double kMargin = 0.8;         // a probe must be clearly faster ...
+    static constexpr double kMargin2 = 0.95;       // ... and then faster over a window
+    static constexpr double kConfirmRatio = 10.0;  // that window, in probes
+    static constexpr double kCostRatio = 40.0;     // an exploit window, in probes
+    using Clock = std::chrono::steady_clock;
+    int threads_ = 0, best_ = 1;
+    Phase phase_ = kExploit;
+    double window_ = kFirstWindow, best_per_step_ = 0.0, last_per_step_ = 0.0;
+    std::int64_t steps_ = 0;
+    Clock::time_point start_{};
+
+    int other() const { return best_ == 1 ? threads_ : 1; }
+    // after a probe of the slower size that took slower_per_step a step
+    double next_window(double slower_per_step) const {
+        return std::max(std::min(2 * window_, kMaxWindow),
+                        kCostRatio * std::max(kProbe, slower_per_step));
+    }
+    void open_window() {
+        steps_ = 0;
+        start_ = Clock::now();
+    }
+    static double seconds_since(Clock::time_point t0) {
+        return std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+};
 
 // Storage for the weights: large arrays on 2 MiB pages where the kernel allows it
 // (Linux transparent huge pages in "madvise" mode). A step walks all of them, and with
@@ -254,15 +346,16 @@ public:
     void run(const double* beta, std::int64_t n_steps, const std::int64_t* record_offsets,
              std::int64_t n_records, const RecordSink& sink, int threads) {
         const bool by_blocks = replicas() < threads && cfg_.N > kBlock;
-        block_threads_ = by_blocks ? threads : 1;
-        auto one = [&](int r) {
+        auto one = [&](int r, TeamTuner* team) {
             run_replica(reps_[static_cast<std::size_t>(r)], r, beta, n_steps, record_offsets,
-                        n_records, sink);
+                        n_records, sink, team);
         };
-        if (by_blocks)
-            for (int r = 0; r < replicas(); ++r) one(r);
-        else
-            for_each_replica(replicas(), threads, one);
+        if (by_blocks) {
+            team_.start(threads);
+            for (int r = 0; r < replicas(); ++r) one(r, &team_);
+        } else {
+            for_each_replica(replicas(), threads, [&](int r) { one(r, nullptr); });
+        }
         block_threads_ = 1;
     }
 
@@ -311,7 +404,8 @@ private:
     std::uint64_t seed_;
     SumLayout L_;
     std::vector<Replica<Real>> reps_;
-    int block_threads_ = 1;
+    int block_threads_ = 1;  // threads over the blocks of the current pass
+    TeamTuner team_;
 
     // W* from the replica's init stream g (one-pass SGD) or, for a finite dataset, from
     // the dataset's own stream, which replicas sharing the dataset share.
@@ -458,6 +552,9 @@ private:
         if constexpr (MC == 1 && MSC == 1) {
             if (rep.has_pending && gen)  // the hot path of every step
                 return pass_m1(rep, rec, i0, i1, noise, cs, se, slot);
+            // step 0 and a flush: the same rows without the update or the sample, so that
+            // a sample is drawn and the weights updated alike whatever passes surround them
+            return pass_m1_rare(rep, gen, rec, i0, i1, noise, cs, se, slot);
         }
 #ifdef LINVAE_HAVE_AVX2_PATH
         if constexpr (MC == 2 && std::is_same_v<Real, double>) {
@@ -510,6 +607,53 @@ private:
             run(M1Coeffs{1.0 - up.dec1, up.cW[0], 1.0 - up.vdec, up.cV[0], se, cs[0]},
                 Noise{src});
         }
+    }
+
+    // The M = M* = 1 pass without a pending update or without a new sample, on the
+    // scalar rows (a pass of step 0, after a flush, or a flush itself).
+    void pass_m1_rare(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
+                      const Real* noise, const double* cs, double se, double* slot) {
+        const PendingUpdate& up = rep.pending;
+        const double c = gen ? cs[0] : 0.0;
+        using Lanes0 = std::conditional_t<std::is_same_v<Real, float>, M1LanesF<false>,
+                                          M1Lanes<Real, false>>;
+        using Lanes1 = std::conditional_t<std::is_same_v<Real, float>, M1LanesF<true>,
+                                          M1Lanes<Real, true>>;
+        constexpr int G = Lanes0::kGroup;
+        using Buffer = NoiseBufferOf<Real, G>;
+        using None = NoNoiseOf<Real, G>;
+        Real* W = rep.W.data();
+        Real* V = rep.V.data();
+        const Real* Ws = rep.Ws.data();
+        Real* x = rep.x.data();
+        auto run = [&](auto lanes, auto apply, auto gen_c, const auto& k) {
+            using Lanes = decltype(lanes);
+            constexpr bool A = decltype(apply)::value, GN = decltype(gen_c)::value;
+            if constexpr (GN)
+                block_pass_m1<Lanes, A, GN>(i0, i1, W, V, Ws, x, k, Buffer{noise}, L_, slot);
+            else
+                block_pass_m1<Lanes, A, GN>(i0, i1, W, V, Ws, x, k, None{}, L_, slot);
+        };
+        auto with_coeffs = [&](const auto& k) {
+            using T = std::true_type;
+            using F = std::false_type;
+            const int code = (rep.has_pending ? 4 : 0) | (rec ? 2 : 0) | (gen ? 1 : 0);
+            switch (code) {
+                case 0: return run(Lanes0{}, F{}, F{}, k);
+                case 1: return run(Lanes0{}, F{}, T{}, k);
+                case 2: return run(Lanes1{}, F{}, F{}, k);
+                case 3: return run(Lanes1{}, F{}, T{}, k);
+                case 4: return run(Lanes0{}, T{}, F{}, k);
+                case 6: return run(Lanes1{}, T{}, F{}, k);
+                default: throw std::logic_error("pass_m1_rare: the hot path's pass");
+            }
+        };
+        if constexpr (std::is_same_v<Real, float>)
+            with_coeffs(M1CoeffsF{static_cast<float>(up.dec1), static_cast<float>(up.cW[0]),
+                                  static_cast<float>(up.vdec), static_cast<float>(up.cV[0]),
+                                  static_cast<float>(se), static_cast<float>(c)});
+        else
+            with_coeffs(M1Coeffs{1.0 - up.dec1, up.cW[0], 1.0 - up.vdec, up.cV[0], se, c});
     }
 
     template <bool REC, class Coeffs, class Noise>
@@ -662,7 +806,8 @@ private:
     }
 
     void run_replica(Replica<Real>& rep, int r, const double* beta, std::int64_t n_steps,
-                     const std::int64_t* rec, std::int64_t n_rec, const RecordSink& sink) {
+                     const std::int64_t* rec, std::int64_t n_rec, const RecordSink& sink,
+                     TeamTuner* team) {
         const double sqrt_eta = std::sqrt(cfg_.eta);
         std::vector<double> cs(static_cast<std::size_t>(cfg_.Ms));
         const bool gaussian = cfg_.noise.family == Family::kGaussian;
@@ -671,6 +816,7 @@ private:
             if (cfg_.data.finite()) visit(rep, r, sample_index(rep.order, r, rep.steps));
             draw_factors(rep.signal, cs.data());
             const bool rec_now = next < n_rec && rec[next] == j;
+            if (team != nullptr) block_threads_ = team->size();
             pass_blocks(rep, true, rec_now, cs.data(), sqrt_eta,
                         [&](std::int64_t i0, std::int64_t n, Real* buf) {
                             auto& stream = rep.noise[static_cast<std::size_t>(i0 / kBlock)];
@@ -680,6 +826,7 @@ private:
             if (rec_now) record(rep, r, next++, sink);
             if (rep.status != kRunning) return;
             finish_step(rep, beta[j]);
+            if (team != nullptr) team->step_done();
         }
         if (rep.status == kRunning && next < n_rec && rec[next] == n_steps) {
             pass_no_sample(rep, true);

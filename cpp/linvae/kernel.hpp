@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -81,6 +82,16 @@ inline double dot_latents(const double* w, const double* b, int M) {
     }
 }
 
+// Before float32 weights just stored are read back as double: a compiler barrier, so that
+// the read is of the stored (rounded) value. Without it GCC 12 at -O3 forwarded the stored
+// pair of floats and folded the vector conversions double -> float -> double away, in
+// some instantiations and not others: the sums then saw unrounded weights, and float32
+// trajectories depended on which steps were recorded.
+template <class Real>
+inline void reload_barrier() {
+    if constexpr (std::is_same_v<Real, float>) std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
 // Rows [i0, i1) of the row-major arrays W, V (N x M), Ws (N x M*), x (N).
 // noise[j] is the standard normal for row i0 + j; cs[f] = sqrt(rho_f) c_f / sqrt(N).
 // MC / MSC > 0 fix M / M* at compile time (the common small cases); 0 means runtime.
@@ -122,10 +133,13 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
             const double xo = static_cast<double>(x[i]);
             const double wb = dot_latents<MC>(w, up.b.data(), M);
             for (int k = 0; k < M; ++k) {
-                // store, then continue with the stored value so that float32 order
-                // parameters describe the weights actually held
                 Wi[k] = static_cast<Real>((w[k] * up.wdiag[k] - wb * up.u[k]) + xo * up.cW[k]);
                 Vi[k] = static_cast<Real>(vscale * v[k] - xo * up.cV[k]);
+            }
+            // continue with the stored values, so that float32 order parameters describe
+            // the weights actually held
+            reload_barrier<Real>();
+            for (int k = 0; k < M; ++k) {
                 w[k] = static_cast<double>(Wi[k]);
                 v[k] = static_cast<double>(Vi[k]);
             }
@@ -146,6 +160,7 @@ void block_pass(int M_rt, int Ms_rt, std::int64_t i0, std::int64_t i1, Real* __r
             double xi = sqrt_eta * static_cast<double>(noise[i - i0]);
             for (int f = 0; f < Ms; ++f) xi += ws[f] * cs[f];
             x[i] = static_cast<Real>(xi);
+            reload_barrier<Real>();
             xi = static_cast<double>(x[i]);
             for (int k = 0; k < M; ++k) {
                 a[k] += w[k] * xi;
@@ -370,16 +385,22 @@ struct M1Lanes : LaneTotals<4, REC> {
         LaneTotals<4, REC>::m, LaneTotals<4, REC>::d, LaneTotals<4, REC>::E,
         LaneTotals<4, REC>::R;
 
-    // one row on lane l: the arithmetic of block_pass for M = M* = 1
+    // one row on lane l: the arithmetic of block_pass for M = M* = 1. The hot path has
+    // APPLY and GEN; step 0 (nothing pending) and a flush (no new sample) leave one out
+    // with the same arithmetic for the rest, so neither changes the trajectory.
+    template <bool APPLY = true, bool GEN = true>
     inline void row(int l, std::int64_t i, Real* __restrict W, Real* __restrict V,
                     const Real* __restrict Ws, Real* __restrict x, double noise,
                     const M1Coeffs& k) {
-        const double xo = static_cast<double>(x[i]);
         const double ws = static_cast<double>(Ws[i]);
-        const Real wr = static_cast<Real>(std::fma(xo, k.cw, static_cast<double>(W[i]) * k.wm));
-        const Real vr = static_cast<Real>(std::fma(-xo, k.cv, k.vs * static_cast<double>(V[i])));
-        W[i] = wr;
-        V[i] = vr;
+        Real wr = W[i], vr = V[i];
+        if constexpr (APPLY) {
+            const double xo = static_cast<double>(x[i]);
+            wr = static_cast<Real>(std::fma(xo, k.cw, static_cast<double>(W[i]) * k.wm));
+            vr = static_cast<Real>(std::fma(-xo, k.cv, k.vs * static_cast<double>(V[i])));
+            W[i] = wr;
+            V[i] = vr;
+        }
         const double w = static_cast<double>(wr), v = static_cast<double>(vr);
         q[l] = std::fma(w, w, q[l]);
         if constexpr (REC) {
@@ -388,11 +409,13 @@ struct M1Lanes : LaneTotals<4, REC> {
             R[l] = std::fma(w, v, R[l]);
             E[l] = std::fma(v, v, E[l]);
         }
-        const Real xr = static_cast<Real>(std::fma(k.se, noise, ws * k.cs));
-        x[i] = xr;
-        const double xi = static_cast<double>(xr);
-        a[l] = std::fma(w, xi, a[l]);
-        b[l] = std::fma(v, xi, b[l]);
+        if constexpr (GEN) {
+            const Real xr = static_cast<Real>(std::fma(k.se, noise, ws * k.cs));
+            x[i] = xr;
+            const double xi = static_cast<double>(xr);
+            a[l] = std::fma(w, xi, a[l]);
+            b[l] = std::fma(v, xi, b[l]);
+        }
     }
 
     void end_group(std::size_t) {}
@@ -415,6 +438,18 @@ struct NoiseBufferOf {
 };
 using NoiseBuffer = NoiseBufferOf<double, 4>;
 
+// No new sample (a flush): zeros that the rows do not read.
+template <class T, int G>
+struct NoNoiseOf {
+    using value_type = T;
+    template <class Sink>
+    void groups(std::size_t n, Sink&& sink) const {
+        const T z[G] = {};
+        for (std::size_t g = 0; g < n; ++g) sink(g, z);
+    }
+    void tail(std::size_t, std::size_t n, T* out) const { std::fill(out, out + n, T(0)); }
+};
+
 // Normals of the block's stream: float64 four at a time, float32 eight at a time.
 template <class T>
 struct NoiseStreamOf {
@@ -434,7 +469,7 @@ using NoiseStream = NoiseStreamOf<double>;
 using NoiseStreamF = NoiseStreamOf<float>;
 
 // The block's last rows (fewer than a group, scalar rows) and its sums into ``out``.
-template <class Lanes, class Noise>
+template <class Lanes, bool APPLY = true, bool GEN = true, class Noise>
 inline void finish_block_m1(Lanes& acc, std::int64_t i0, std::int64_t i1, std::size_t groups,
                             const Noise& noise, typename Lanes::Real* __restrict W,
                             typename Lanes::Real* __restrict V,
@@ -446,12 +481,14 @@ inline void finish_block_m1(Lanes& acc, std::int64_t i0, std::int64_t i1, std::s
     typename Noise::value_type z[G];
     const std::int64_t i = i0 + G * static_cast<std::int64_t>(groups);
     noise.tail(G * groups, static_cast<std::size_t>(i1 - i), z);
-    for (int l = 0; i + l < i1; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
+    for (int l = 0; i + l < i1; ++l)
+        acc.template row<APPLY, GEN>(l, i + l, W, V, Ws, x, z[l], k);
     acc.write(L, out);
 }
 
-// The M = M* = 1 pass with scalar rows on the lanes of Lanes (M1Lanes, M1LanesF).
-template <class Lanes, class Noise>
+// The M = M* = 1 pass with scalar rows on the lanes of Lanes (M1Lanes, M1LanesF); without
+// APPLY (nothing pending) or GEN (no new sample, Noise a NoNoiseOf) for the rare passes.
+template <class Lanes, bool APPLY = true, bool GEN = true, class Noise>
 void block_pass_m1(std::int64_t i0, std::int64_t i1, typename Lanes::Real* __restrict W,
                    typename Lanes::Real* __restrict V, const typename Lanes::Real* __restrict Ws,
                    typename Lanes::Real* __restrict x, const typename Lanes::Coeffs& k,
@@ -461,10 +498,10 @@ void block_pass_m1(std::int64_t i0, std::int64_t i1, typename Lanes::Real* __res
     const auto groups = static_cast<std::size_t>(i1 - i0) / G;
     noise.groups(groups, [&](std::size_t g, const auto* z) {
         const std::int64_t i = i0 + G * static_cast<std::int64_t>(g);
-        for (int l = 0; l < G; ++l) acc.row(l, i + l, W, V, Ws, x, z[l], k);
+        for (int l = 0; l < G; ++l) acc.template row<APPLY, GEN>(l, i + l, W, V, Ws, x, z[l], k);
         acc.end_group(g);
     });
-    finish_block_m1(acc, i0, i1, groups, noise, W, V, Ws, x, k, L, out);
+    finish_block_m1<Lanes, APPLY, GEN>(acc, i0, i1, groups, noise, W, V, Ws, x, k, L, out);
 }
 
 #ifdef LINVAE_HAVE_AVX2_PATH
@@ -610,16 +647,20 @@ struct M1LanesF : LaneTotals<8, REC> {
         LaneTotals<8, REC>::R;
     float pq[8] = {}, pa[8] = {}, pb[8] = {};
 
+    template <bool APPLY = true, bool GEN = true>
     inline void row(int l, std::int64_t i, float* __restrict W, float* __restrict V,
                     const float* __restrict Ws, float* __restrict x, float noise,
                     const M1CoeffsF& k) {
-        const float xo = x[i], ws = Ws[i], w0 = W[i], v0 = V[i];
-        const float w = w0 + std::fma(xo, k.cw, -(w0 * k.dec));
-        // without weight decay (vdec = 0) the decay term is left out, as in the AVX2 rows
-        const float v = k.vdec == 0.0f ? std::fma(-xo, k.cv, v0)
-                                       : v0 - std::fma(xo, k.cv, v0 * k.vdec);
-        W[i] = w;
-        V[i] = v;
+        const float ws = Ws[i];
+        float w = W[i], v = V[i];
+        if constexpr (APPLY) {
+            const float xo = x[i], w0 = w, v0 = v;
+            w = w0 + std::fma(xo, k.cw, -(w0 * k.dec));
+            // without weight decay (vdec = 0) the decay term is left out, as in the AVX2 rows
+            v = k.vdec == 0.0f ? std::fma(-xo, k.cv, v0) : v0 - std::fma(xo, k.cv, v0 * k.vdec);
+            W[i] = w;
+            V[i] = v;
+        }
         pq[l] = std::fma(w, w, pq[l]);
         if constexpr (REC) {
             const double wd = w, vd = v, wsd = ws;
@@ -628,10 +669,12 @@ struct M1LanesF : LaneTotals<8, REC> {
             R[l] = std::fma(wd, vd, R[l]);
             E[l] = std::fma(vd, vd, E[l]);
         }
-        const float xr = std::fma(k.se, noise, ws * k.cs);
-        x[i] = xr;
-        pa[l] = std::fma(w, xr, pa[l]);
-        pb[l] = std::fma(v, xr, pb[l]);
+        if constexpr (GEN) {
+            const float xr = std::fma(k.se, noise, ws * k.cs);
+            x[i] = xr;
+            pa[l] = std::fma(w, xr, pa[l]);
+            pb[l] = std::fma(v, xr, pb[l]);
+        }
     }
 
     // end of a run: the float partial sums into the double ones

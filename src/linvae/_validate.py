@@ -7,24 +7,12 @@ mistake in a notebook or a config file is fixed from the message alone.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from .params import Params
-
 _NUMBER = (int, float, np.integer, np.floating)
-
-
-def check_params(p: Any, name: str = "p") -> Params:
-    """Return ``p`` if it is a :class:`linvae.Params`, else raise naming ``name``."""
-    from .params import Params
-
-    if not isinstance(p, Params):
-        raise TypeError(f"{name} must be a linvae.Params, got {type(p).__name__}")
-    return p
 
 
 def check_real(name: str, value: Any, *, gt: float | None = None, ge: float | None = None,

@@ -383,7 +383,7 @@ def cmd_ode(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare SGD at several N with the ODE and write data and figures (``linvae compare``)."""
-    from .reproduce import run_compare
+    from .comparison import run_compare
 
     p = _params(args)
     out = _check_out_dir(args.out)
@@ -479,7 +479,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         _check_out_file(o)
     theory = None
     if not args.no_theory and ds.attrs.get("kind") == "simulation":
-        from .plot import predicted_spread
+        from .finite_n import predicted_spread
 
         try:
             theory = predicted_spread(ds)

@@ -12,6 +12,9 @@ does not grow with N, so that the law can be followed up to N = 1e8 and beyond.
 Next to the gaps, :attr:`Comparison.spread` holds the replicas' standard deviation per N
 and the one the linear noise approximation predicts (docs/model.md#fluctuations): it is
 integrated once along the ODE, at N = 1, and scaled by N^(-1/2).
+
+:func:`run_compare` runs :func:`compare` and writes its data and its figure to a folder
+(``linvae compare`` and the ``sgd_vs_ode`` figure family).
 """
 
 from __future__ import annotations
@@ -27,17 +30,19 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from ._validate import check_int, check_params, check_real
+from ._validate import check_int, check_real
 from .dataset import parse_state
 from .ode import integrate
-from .params import Params
+from .params import Params, check_params
 from .states import overlap_state
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from matplotlib.figure import Figure
 
 __all__ = ["VARIABLES", "Comparison", "compare", "fit_exponents", "gap_statistics",
-           "spread_statistics"]
+           "run_compare", "spread_statistics"]
 
 log = logging.getLogger("linvae")
 
@@ -420,3 +425,74 @@ def compare(p: Params, Ns: Sequence[int] | ArrayLike = (1000, 4000, 16000),
                       prefactors=prefactors, n_diverged=n_div, methods=methods,
                       spread=spread)
 
+
+def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replicas: int,
+                record_every: float, seed: int = 0, threads: int | None = None,
+                init: Any = None, progress: bool = True, attrs: Mapping[str, Any] | None = None,
+                stem: str = "compare", sim_method: str | Mapping[int, str] = "weights",
+                show: Sequence[int] | None = None) -> tuple[Comparison, list[Path]]:
+    """Run :func:`compare`, write its data and the trajectories + gap figure to ``out``.
+
+    The figure has the predicted band ODE +- 2 sigma / sqrt(N) when
+    :attr:`Comparison.spread` has it.
+
+    ``sim_method`` is passed to :func:`compare`; ``show`` picks the N whose
+    trajectories are drawn (default: all; the gap panel always has every N).
+    """
+    from . import io
+    from .plot import (
+        BAND_SD,
+        STANDARD,
+        axis_label,
+        describe,
+        figure,
+        n_label,
+        plot_gaps,
+        plot_trajectories,
+        save_figure,
+        suptitle,
+    )
+
+    io.check_output_folder(out)  # before the simulations, not after
+    cmp = compare(p, Ns=Ns, t_max=t_max, replicas=replicas, init=init,
+                  record_every=record_every, seed=seed, threads=threads, progress=progress,
+                  sim_method=sim_method)
+    extra = dict(attrs or {})
+    files: list[Path] = []
+    ode = cmp.ode.copy()
+    ode.attrs.update(extra)
+    files.append(io.save(ode, out / f"{stem}_ode.nc"))
+    for N, sim in cmp.sims.items():
+        sim = sim.copy()
+        sim.attrs.update(extra)
+        files.append(io.save(sim, out / f"{stem}_sim_N{N}.nc"))
+    gaps = cmp.gaps.copy()
+    for stat in ("max", "rms"):
+        gaps[f"exponent_{stat}"] = cmp.exponents[stat]
+        gaps[f"prefactor_{stat}"] = cmp.prefactors[stat]
+    gaps["variable"] = gaps["variable"].astype(str)
+    gaps.attrs.update({**p.to_attrs(), **extra, "Ns": np.array(cmp.Ns), "replicas": replicas,
+                       "t_max": t_max})
+    files.append(io.save(gaps, out / f"{stem}_gaps.nc"))
+
+    variables = [v for v in STANDARD if v in cmp.ode]
+    drawn = cmp.sims if show is None else {int(n): cmp.sims[int(n)] for n in show}
+    fig = figure(ncols=4, nrows=2, width=3.6, height=2.8)
+    for ax, v in zip(fig.axes, variables, strict=False):
+        plot_trajectories(cmp.ode, drawn, variable=v, ax=ax, theory=cmp.spread)
+        ax.set_ylabel(axis_label(cmp.ode, v))
+        if v != variables[0]:
+            leg = ax.get_legend()
+            if leg is not None:
+                leg.remove()
+    plot_gaps(cmp.gaps, stat="rms", exponents=cmp.exponents, prefactors=cmp.prefactors,
+              ax=fig.axes[7])
+    fig.axes[7].set_title("SGD–ODE gap vs N (rms)", fontsize=9)
+    gram = [n for n in cmp.Ns if cmp.methods.get(n) == "gram"]
+    how = f" (Gram chain at N = {', '.join(map(n_label, gram))})" if gram else ""
+    band = "" if cmp.spread is None else f", dotted: ODE ± {BAND_SD}σ/√N"
+    suptitle(fig, f"SGD (mean ± {BAND_SD} sd, {replicas} replicas{band}) vs ODE, N = "
+                   f"{', '.join(map(n_label, cmp.Ns))}{how}: {describe(p.to_attrs())}")
+    for suffix in (".png", ".pdf"):
+        files.append(save_figure(fig, out / f"{stem}{suffix}"))
+    return cmp, files

@@ -29,11 +29,11 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
 from . import observables, schedules
-from ._validate import check_int, check_params, check_real
+from ._validate import check_int, check_real
 from .dataset import state_of
 from .observables import ORDER_PARAMETERS
 from .ode import integrate, steady_state_grid
-from .params import Params
+from .params import Params, check_params
 from .plot import STYLE, apply_style, colors, figure, vline
 from .stability import (
     FixedPoint,

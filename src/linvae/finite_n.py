@@ -16,7 +16,8 @@ X = x(t) + N^(-1/2) zeta with Cov zeta = Sigma(t), dSigma/dt = J Sigma + Sigma J
 * :func:`diffusion` (B), :func:`increment_form` (the A_i, c_i and S themselves);
 * :func:`initial_covariance`: N Cov X at the default random start, exactly;
 * :func:`fluctuations`: the ODE mean with the predicted sd of every order parameter,
-  of eps_g, and the full covariance, along a trajectory;
+  of eps_g, and the full covariance, along a trajectory; :func:`predicted_spread`, the
+  same for a simulation result, at its parameters, N, times and start;
 * :func:`stationary_covariance`: Sigma at a stable fixed point (Lyapunov equation);
 * :func:`plateau` and :func:`escape_time`: the unstable growth out of the collapsed
   plateau of the random start and the median time to escape it at finite N.
@@ -41,11 +42,11 @@ from scipy.integrate import solve_ivp
 from scipy.linalg import solve_continuous_lyapunov
 
 from . import observables, ode
-from ._validate import check_int, check_params, check_real
+from ._validate import check_int, check_real
 from .dataset import DIMS, parse_state
 from .errors import IntegrationError
 from .observables import ORDER_PARAMETERS
-from .params import Params
+from .params import Params, check_params
 from .states import random_init_state
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "increment_form",
     "initial_covariance",
     "plateau",
+    "predicted_spread",
     "stationary_covariance",
 ]
 
@@ -372,6 +374,39 @@ def fluctuations(p: Params, N: int, t_max: float, init: str | Mapping[str, Array
     out["cov"].attrs["long_name"] = "predicted covariance Sigma / N of the flat coordinates"
     out.attrs.update(N=N, init=kind, lna_method=method)
     return out
+
+
+def predicted_spread(ds: xr.Dataset) -> xr.Dataset:
+    """Return the ODE with the predicted finite-N spread for a simulation result.
+
+    It is the dataset of :func:`fluctuations` at the file's parameters, N and times, from
+    its start.
+
+    The start is the file's ``init``: ``"random"`` (the default random start, whose exact
+    initial law the prediction takes), or a prescribed one, taken as the replica mean at
+    t = 0. Raises ValueError if the file is not a simulation with that information.
+    """
+    if ds.attrs.get("kind") != "simulation" or "N" not in ds.attrs:
+        raise ValueError("not a simulation result (attrs kind = 'simulation' and N)")
+    try:
+        p = Params.from_attrs(dict(ds.attrs))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"the file's parameters are incomplete ({exc})") from None
+    t = np.asarray(ds["t"].values, dtype=np.float64)
+    init: Any = ds.attrs.get("init")
+    if init == "prescribed":
+        if t[0] != 0.0:
+            raise ValueError("the prescribed start is not recorded (the first time is "
+                             f"t = {t[0]:g}, not 0)")
+        init = ds.isel(t=0).mean("replica") if "replica" in ds.dims else ds.isel(t=0)
+    elif init != "random":
+        raise ValueError(f"unknown start (attrs init = {init!r})")
+    t_end = float(t[-1])
+    if t_end <= 0.0:
+        raise ValueError("the file holds only t = 0")
+    every = float(t[1] - t[0]) if t.size > 1 else t_end
+    return fluctuations(p, int(ds.attrs["N"]), t_end, init=init,
+                        record_every=min(every, t_end), t_eval=t)
 
 
 def _lna(p: Params, x0: Array, sigma0: Array, times: Array, method: str, rtol: float,

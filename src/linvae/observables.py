@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "KIND_TOL",
     "ORDER_PARAMETERS",
     "Derived",
     "Moments",
@@ -30,6 +31,10 @@ __all__ = [
 
 #: Names of the order parameters, in the order used throughout the package.
 ORDER_PARAMETERS = ("m", "d", "Q", "E", "R", "D")
+
+#: A latent is "learned" if some |m_ij| exceeds this, "noise" if not but Q_ii, E_ii or
+#: R_ii does, else "collapsed".
+KIND_TOL = 1e-6
 
 Array = NDArray[np.float64]
 

@@ -43,11 +43,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core, observables, schedules
-from ._validate import check_int, check_params, check_real
+from ._validate import check_int, check_real
 from .dataset import DIMS, make_dataset, parse_state, time_grid
 from .errors import IntegrationError, UnphysicalStateError
-from .observables import ORDER_PARAMETERS
-from .params import Params
+from .observables import KIND_TOL, ORDER_PARAMETERS
+from .params import Params, check_params
 from .states import overlap_state
 
 if TYPE_CHECKING:
@@ -1015,12 +1015,10 @@ def steady_state_grid(p: Params, grid: Mapping[str, ArrayLike],
         and eg_authors (at beta_inf), ``max_real`` (the largest real part of the
         Jacobian's eigenvalues, symmetry zero modes left out), ``stable`` (bool),
         ``status`` (:data:`STEADY_STATUS`), ``residual``, ``t_end`` (how long it ran),
-        ``n_learned`` (latents with some ``|m_ij| > linvae.stability.KIND_TOL``) and the
+        ``n_learned`` (latents with some ``|m_ij| > linvae.observables.KIND_TOL``) and the
         ``eigenvalues`` (complex, by decreasing real part, over ``mode``). NaN where no
         fixed point was accepted (``stable`` False).
     """
-    from .stability import KIND_TOL
-
     p = check_params(p)
     pts = _grid_points(p, grid)
     if np.any(pts.sched[:, 0] <= 0):

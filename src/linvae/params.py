@@ -15,6 +15,13 @@ from .schedules import Schedule, as_schedule, from_dict
 __all__ = ["Params"]
 
 
+def check_params(p: Any, name: str = "p") -> Params:
+    """Return ``p`` if it is a :class:`linvae.Params`, else raise naming ``name``."""
+    if not isinstance(p, Params):
+        raise TypeError(f"{name} must be a linvae.Params, got {type(p).__name__}")
+    return p
+
+
 @dataclass(frozen=True, init=False)
 class Params:
     """Parameters of the model and of SGD, with the symbols of docs/model.md.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._moved import forward
 from .params import Params
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BAND_SD", "STANDARD", "STYLE", "THEORY_LABEL", "apply_style", "axis_label", "colors",
            "describe", "figure", "n_label", "plot_gaps", "plot_result", "plot_trajectories",
-           "predicted_spread", "save_figure", "suptitle", "vline"]
+           "save_figure", "suptitle", "vline"]
 
 #: Small consistent style: applied per axes, never to matplotlib's global rcParams.
 STYLE: dict[str, Any] = {"grid_alpha": 0.3, "linewidth": 1.6, "band_alpha": 0.2,
@@ -35,6 +36,16 @@ STYLE: dict[str, Any] = {"grid_alpha": 0.3, "linewidth": 1.6, "band_alpha": 0.2,
 BAND_SD = 2
 #: Legend entry of the predicted band (docs/model.md#fluctuations).
 THEORY_LABEL = f"ODE ± {BAND_SD}σ/√N (theory)"
+
+#: Names that used to live here: the module that has them now (the theory is computed
+#: there, the figures only draw it).
+_MOVED = {"predicted_spread": "finite_n"}
+
+
+if TYPE_CHECKING:  # type checkers see the moved names, and no __getattr__ hiding typos
+    from .finite_n import predicted_spread  # noqa: F401 - for type checkers
+else:
+    __getattr__ = forward(__name__, _MOVED)
 
 
 def figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2,
@@ -311,51 +322,16 @@ def suptitle(fig: Figure, text: str, fontsize: float = 10) -> None:
     fig.suptitle("\n".join(textwrap.wrap(text, width)), fontsize=fontsize)
 
 
-def predicted_spread(ds: xr.Dataset) -> xr.Dataset:
-    """Return the ODE with the predicted finite-N spread for a simulation result.
-
-    It is the dataset of :func:`linvae.fluctuations` at the file's parameters, N and
-    times, from its start.
-
-    The start is the file's ``init``: ``"random"`` (the default random start, whose exact
-    initial law the prediction takes), or a prescribed one, taken as the replica mean at
-    t = 0. Raises ValueError if the file is not a simulation with that information.
-    """
-    from .finite_n import fluctuations
-
-    if ds.attrs.get("kind") != "simulation" or "N" not in ds.attrs:
-        raise ValueError("not a simulation result (attrs kind = 'simulation' and N)")
-    try:
-        p = Params.from_attrs(dict(ds.attrs))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"the file's parameters are incomplete ({exc})") from None
-    t = np.asarray(ds["t"].values, dtype=np.float64)
-    init: Any = ds.attrs.get("init")
-    if init == "prescribed":
-        if t[0] != 0.0:
-            raise ValueError("the prescribed start is not recorded (the first time is "
-                             f"t = {t[0]:g}, not 0)")
-        init = ds.isel(t=0).mean("replica") if "replica" in ds.dims else ds.isel(t=0)
-    elif init != "random":
-        raise ValueError(f"unknown start (attrs init = {init!r})")
-    t_end = float(t[-1])
-    if t_end <= 0.0:
-        raise ValueError("the file holds only t = 0")
-    every = float(t[1] - t[0]) if t.size > 1 else t_end
-    return fluctuations(p, int(ds.attrs["N"]), t_end, init=init,
-                        record_every=min(every, t_end), t_eval=t)
-
-
 def plot_result(ds: xr.Dataset, variables: Sequence[str] | None = None,
                 title: str | None = None, theory: xr.Dataset | None = None) -> Figure:
     """Draw the standard figure of a simulation or ODE dataset: each variable over t.
 
     Every entry of a matrix variable is drawn (the diagonal only if there are more than
     6); for a simulation the replica mean with a band of +- 2 standard deviations
-    (diverged replicas left out). ``theory`` (e.g. :func:`predicted_spread`) adds the ODE
-    (thin black) and the predicted band ODE +- 2 sigma / sqrt(N) (dotted, in each entry's
-    colour): it holds the ODE's variables and ``<v>_sd`` over t at the N of its
-    ``attrs["N"]``.
+    (diverged replicas left out). ``theory`` (e.g. :func:`linvae.finite_n.predicted_spread`)
+    adds the ODE (thin black) and the predicted band ODE +- 2 sigma / sqrt(N) (dotted, in
+    each entry's colour): it holds the ODE's variables and ``<v>_sd`` over t at the N of
+    its ``attrs["N"]``.
     """
     extra = [str(d) for d in ds.dims if d not in ("replica", "t", "latent", "latent2", "factor")]
     if extra:  # e.g. a merged sweep, whose grid dims come first

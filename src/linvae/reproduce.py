@@ -49,11 +49,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import io
+from ._moved import forward
 from .params import Params
 from .plot import (
-    BAND_SD,
-    STANDARD,
-    axis_label,
     describe,
     n_label,
     save_figure,
@@ -65,82 +63,22 @@ if TYPE_CHECKING:
 
     from .comparison import Comparison
 
-__all__ = ["FAMILIES", "Family", "Report", "reproduce", "run_compare"]
+__all__ = ["FAMILIES", "Family", "Report", "reproduce"]
 
 log = logging.getLogger("linvae")
 
 FAMILIES = ("sgd_vs_ode", "collapse", "superfluous", "annealing", "disentanglement",
             "optimal_beta", "fluctuations", "universality", "finite_data")
-# -- family 1: SGD vs ODE ---------------------------------------------------------------
+
+#: Names that used to live here: the module that has them now (the command line uses
+#: them too, and it does not depend on this script).
+_MOVED = {"run_compare": "comparison"}
 
 
-def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replicas: int,
-                record_every: float, seed: int = 0, threads: int | None = None,
-                init: Any = None, progress: bool = True, attrs: Mapping[str, Any] | None = None,
-                stem: str = "compare", sim_method: str | Mapping[int, str] = "weights",
-                show: Sequence[int] | None = None) -> tuple[Comparison, list[Path]]:
-    """Run :func:`linvae.compare`, write its data and the trajectories + gap figure.
-
-    The figure has the predicted band ODE +- 2 sigma / sqrt(N) when
-    :attr:`Comparison.spread` has it.
-
-    ``sim_method`` is passed to :func:`linvae.compare`; ``show`` picks the N whose
-    trajectories are drawn (default: all; the gap panel always has every N).
-    """
-    from .comparison import compare
-    from .plot import (
-        describe,
-        figure,
-        n_label,
-        plot_gaps,
-        plot_trajectories,
-        save_figure,
-        suptitle,
-    )
-
-    io.check_output_folder(out)  # before the simulations, not after
-    cmp = compare(p, Ns=Ns, t_max=t_max, replicas=replicas, init=init,
-                  record_every=record_every, seed=seed, threads=threads, progress=progress,
-                  sim_method=sim_method)
-    extra = dict(attrs or {})
-    files: list[Path] = []
-    ode = cmp.ode.copy()
-    ode.attrs.update(extra)
-    files.append(io.save(ode, out / f"{stem}_ode.nc"))
-    for N, sim in cmp.sims.items():
-        sim = sim.copy()
-        sim.attrs.update(extra)
-        files.append(io.save(sim, out / f"{stem}_sim_N{N}.nc"))
-    gaps = cmp.gaps.copy()
-    for stat in ("max", "rms"):
-        gaps[f"exponent_{stat}"] = cmp.exponents[stat]
-        gaps[f"prefactor_{stat}"] = cmp.prefactors[stat]
-    gaps["variable"] = gaps["variable"].astype(str)
-    gaps.attrs.update({**p.to_attrs(), **extra, "Ns": np.array(cmp.Ns), "replicas": replicas,
-                       "t_max": t_max})
-    files.append(io.save(gaps, out / f"{stem}_gaps.nc"))
-
-    variables = [v for v in STANDARD if v in cmp.ode]
-    drawn = cmp.sims if show is None else {int(n): cmp.sims[int(n)] for n in show}
-    fig = figure(ncols=4, nrows=2, width=3.6, height=2.8)
-    for ax, v in zip(fig.axes, variables, strict=False):
-        plot_trajectories(cmp.ode, drawn, variable=v, ax=ax, theory=cmp.spread)
-        ax.set_ylabel(axis_label(cmp.ode, v))
-        if v != variables[0]:
-            leg = ax.get_legend()
-            if leg is not None:
-                leg.remove()
-    plot_gaps(cmp.gaps, stat="rms", exponents=cmp.exponents, prefactors=cmp.prefactors,
-              ax=fig.axes[7])
-    fig.axes[7].set_title("SGD–ODE gap vs N (rms)", fontsize=9)
-    gram = [n for n in cmp.Ns if cmp.methods.get(n) == "gram"]
-    how = f" (Gram chain at N = {', '.join(map(n_label, gram))})" if gram else ""
-    band = "" if cmp.spread is None else f", dotted: ODE ± {BAND_SD}σ/√N"
-    suptitle(fig, f"SGD (mean ± {BAND_SD} sd, {replicas} replicas{band}) vs ODE, N = "
-                   f"{', '.join(map(n_label, cmp.Ns))}{how}: {describe(p.to_attrs())}")
-    for suffix in (".png", ".pdf"):
-        files.append(save_figure(fig, out / f"{stem}{suffix}"))
-    return cmp, files
+if TYPE_CHECKING:  # type checkers see the moved names, and no __getattr__ hiding typos
+    from .comparison import run_compare  # noqa: F401 - for type checkers
+else:
+    __getattr__ = forward(__name__, _MOVED)
 
 
 # -- the figure families ------------------------------------------------------------------
@@ -224,6 +162,8 @@ def _save_pair(fig: Figure, out: Path, name: str) -> list[Path]:
 
 def _fig_sgd_vs_ode(out: Path, s: Mapping[str, Any], progress: bool,
                     threads: int | None) -> Family:
+    from .comparison import run_compare
+
     fam = Family("sgd_vs_ode")
     p = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.5)
     methods = {n: "gram" if n in s["gram_Ns"] else "weights" for n in s["Ns"]}

@@ -21,12 +21,12 @@ import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core, io, observables
-from ._validate import check_int, check_params, check_real
+from ._validate import check_int, check_real
 from .data import DataSpec, check_data
 from .dataset import make_dataset, parse_state, state_shapes, time_grid
 from .errors import DivergenceWarning, SimulationInterrupted, SimulationTerminated
 from .observables import ORDER_PARAMETERS, gram_sqrt, state_gram
-from .params import Params
+from .params import Params, check_params
 
 __all__ = ["METHODS", "STOP_SIGNALS", "DivergenceWarning", "SimulationInterrupted",
            "SimulationTerminated", "record_steps", "simulate"]

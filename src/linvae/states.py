@@ -19,8 +19,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validate import check_params, check_real
-from .params import Params
+from ._validate import check_real
+from .params import Params, check_params
 
 __all__ = [
     "entangled_state",

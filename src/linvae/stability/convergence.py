@@ -9,13 +9,13 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from .._validate import check_params, check_real
+from .._validate import check_real
 from ..dataset import parse_state, state_of
 from ..ode import (
     integrate,
     layout,
 )
-from ..params import Params
+from ..params import Params, check_params
 from ..states import overlap_state
 from .search import _constant, _eg_of, _make_fixed_point, _refine, check_size
 

@@ -20,10 +20,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import root
 
 from .. import observables
-from .._validate import check_array, check_int, check_params, check_real
+from .._validate import check_array, check_int, check_real
 from ..dataset import DIMS, state_shapes
 from ..errors import TooLargeError
-from ..observables import ORDER_PARAMETERS
+from ..observables import KIND_TOL, ORDER_PARAMETERS
 from ..ode import (
     UnphysicalStateError,
     final_state,
@@ -32,7 +32,7 @@ from ..ode import (
     min_gram_eigenvalue,
     rhs,
 )
-from ..params import Params
+from ..params import Params, check_params
 from ..states import learned_block, mixed_state, overlap_state, random_physical_state
 
 if TYPE_CHECKING:
@@ -43,9 +43,6 @@ State = dict[str, Array]
 
 log = logging.getLogger("linvae.stability")
 
-#: A latent is "learned" if some |m_ij| exceeds this, "noise" if not but Q_ii, E_ii or
-#: R_ii does, else "collapsed".
-KIND_TOL = 1e-6
 #: Largest residual max|rhs| of a reported fixed point.
 RESIDUAL_TOL = 1e-10
 

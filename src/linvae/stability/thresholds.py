@@ -17,12 +17,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import brentq
 
-from .._validate import check_int, check_params, check_real
+from .._validate import check_int, check_real
 from ..ode import (
     jacobian,
     layout,
 )
-from ..params import Params
+from ..params import Params, check_params
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import re
 import sys
 import threading
 import time
@@ -100,11 +101,168 @@ def _record_lost(job: _Job, error: str, tb: str = "", seconds: float = 0.0) -> _
 # ---------------------------------------------------------------------------------------
 # executors
 # ---------------------------------------------------------------------------------------
-def _available_cpus() -> int:
+# "cpus" or "cpus(xnodes)"; more than 9 digits is not a count
+_SLURM_NODE_CPUS = re.compile(r"^(\d{1,9})(?:\(x(\d{1,9})\))?$", re.ASCII)
+
+
+def _positive_int(raw: str | None) -> int | None:
+    """``raw`` as an integer >= 1, or None (unset, empty or not such an integer)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        n = int(raw.strip()) if raw is not None else 0
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def _parse_cpus_per_node(raw: str | None, node: str | None) -> int | None:
+    """Return this node's entry of SLURM_JOB_CPUS_PER_NODE (``"4(x2),2"`` = 4, 4, 2).
+
+    The node is SLURM_NODEID (relative to the job); without it, the first node, where a
+    batch script runs. None when the value cannot be read.
+    """
+    if not raw:
+        return None
+    entries: list[tuple[int, int]] = []  # (cpus, number of nodes)
+    for part in raw.split(","):
+        m = _SLURM_NODE_CPUS.match(part.strip())
+        if m is None:
+            return None
+        entries.append((int(m.group(1)), int(m.group(2) or 1)))
+    try:
+        index = int(node) if node is not None else 0
+    except ValueError:
+        index = 0
+    cpus = entries[0][0]
+    for n, repeat in entries:
+        if index < repeat:
+            cpus = n
+            break
+        index -= repeat
+    return cpus if cpus >= 1 else None
+
+
+def slurm_cpus(environ: Mapping[str, str] | None = None) -> int | None:
+    """Return the CPUs of this process's SLURM allocation here, or None outside a job.
+
+    ``SLURM_CPUS_PER_TASK`` (``--cpus-per-task``) if it is set; else the job's CPUs on
+    this node, ``SLURM_CPUS_ON_NODE`` or ``SLURM_JOB_CPUS_PER_NODE`` (format like
+    ``"4(x2),2"``). A value that is not a positive integer is skipped, and None is
+    returned when nothing can be read.
+    """
+    env = os.environ if environ is None else environ
+    if "SLURM_JOB_ID" not in env and "SLURM_JOBID" not in env:
+        return None
+    return (_positive_int(env.get("SLURM_CPUS_PER_TASK"))
+            or _positive_int(env.get("SLURM_CPUS_ON_NODE"))
+            or _parse_cpus_per_node(env.get("SLURM_JOB_CPUS_PER_NODE"),
+                                    env.get("SLURM_NODEID")))
+
+
+def usable_cpus(environ: Mapping[str, str] | None = None) -> int:
+    """Return the cores this process may use: its affinity, capped by its SLURM allocation.
+
+    The affinity mask (``os.sched_getaffinity``; ``os.cpu_count()`` where there is none)
+    already reflects cgroups and ``taskset``; inside a SLURM job the allocation
+    (:func:`slurm_cpus`) caps it too, since SLURM does not always bind the processes of a
+    job to its cores. Always >= 1.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    slurm = slurm_cpus(environ)
+    return max(1, min(cpus, slurm) if slurm is not None else cpus)
+
+
+def _warn_oversubscribed(where: str, tasks: int, threads: int, cpus: int,
+                         advice: str) -> bool:
+    """Log a warning when ``tasks`` at once times ``threads`` each exceed ``cpus``."""
+    if tasks * threads <= cpus:
+        return False
+    log.warning("%s runs %d task(s) at once with threads_per_task=%d, %d threads on %d "
+                "usable core(s): the threads compete for the cores and the sweep runs "
+                "slower than it could; %s", where, tasks, threads, tasks * threads, cpus,
+                advice)
+    return True
+
+
+def _local_workers(max_workers: int | None, threads: int, n_tasks: int,
+                   cpus: int | None = None) -> int:
+    """Return the local pool's size: ``max_workers``, or usable cores // threads (>= 1).
+
+    Warns when the tasks that will run at once, times ``threads``, exceed the usable
+    cores; an explicit choice is kept.
+    """
+    cpus = usable_cpus() if cpus is None else cpus
+    workers = max_workers if max_workers is not None else max(1, cpus // threads)
+    if threads > cpus:
+        advice = f"lower threads_per_task to at most {cpus}"
+    else:
+        advice = (f"use max_workers <= {cpus // threads} (the default) or fewer "
+                  f"threads_per_task")
+    _warn_oversubscribed("the local pool", min(workers, max(n_tasks, 1)), threads, cpus,
+                         advice)
+    return workers
+
+
+def _check_executor_size(executor: Any, threads: int, n_tasks: int) -> None:
+    """Warn if a process or thread pool of this machine runs more threads than cores."""
+    if not isinstance(executor, (cf.ThreadPoolExecutor, cf.ProcessPoolExecutor)):
+        return  # it may run the tasks anywhere: nothing to compare with
+    size = getattr(executor, "_max_workers", None)
+    if isinstance(size, int) and size >= 1:
+        cpus = usable_cpus()
+        _warn_oversubscribed(f"the {type(executor).__name__}", min(size, max(n_tasks, 1)),
+                             threads, cpus,
+                             f"give it max_workers <= {max(1, cpus // threads)}")
+
+
+def _worker_cpus() -> tuple[str, tuple[int, ...], int]:
+    """Run on a dask worker: its host, its CPU set and its usable cores."""
+    import socket
+
+    try:
+        cpuset = tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpuset = ()
+    return socket.gethostname(), cpuset, usable_cpus()
+
+
+def _check_dask_workers(client: Any, threads: int) -> list[str]:
+    """Warn about groups of dask workers that run more threads than their cores.
+
+    Each dask worker runs ``nthreads`` tasks at once, each with ``threads`` OpenMP
+    threads. Workers on the same host with the same CPU set share those cores (e.g. a
+    LocalCluster's), so their dask threads are added up. Returns the warnings' hosts.
+    """
+    try:
+        try:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+        except TypeError:  # older distributed: every worker by default
+            workers = client.scheduler_info()["workers"]
+        cpus = client.run(_worker_cpus)
+    except Exception as exc:  # noqa: BLE001 - a check only: the sweep runs without it
+        log.debug("could not check the dask workers' cores: %s", exc)
+        return []
+    groups: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for addr, info in workers.items():
+        if addr not in cpus:
+            continue
+        host, cpuset, usable = cpus[addr]
+        group = groups.setdefault((host, cpuset), [0, 0, usable])
+        group[0] += 1
+        group[1] += int(info.get("nthreads", 1))
+    flagged = []
+    for (host, _), (n_workers, slots, usable) in groups.items():
+        if _warn_oversubscribed(
+                f"dask on {host} ({n_workers} worker(s), {slots} dask thread(s) in all)",
+                slots, threads, usable,
+                f"give the workers there {max(1, usable // threads)} dask thread(s) in "
+                f"all, e.g. LocalCluster(n_workers={max(1, usable // threads)}, "
+                f"threads_per_worker=1), or dask-jobqueue's cores=processes with "
+                f"job_cpu=processes*threads_per_task"):
+            flagged.append(host)
+    return flagged
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -10,22 +10,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._validate import check_int, check_params
-from ..params import Params
+from .._validate import check_int
+from ..params import Params, check_params
 from .executors import (
-    _available_cpus,
+    _check_dask_workers,
+    _check_executor_size,
     _check_importable,
     _check_shard,
     _dask_client,
     _execute,
     _is_dask_client,
     _Job,
+    _local_workers,
     _needs_main,
     _Outcome,
     _run_futures,
     _run_local,
     _run_serial,
     _unguarded_call_site,
+    _warn_oversubscribed,
+    usable_cpus,
 )
 from .grid import Grid
 from .hashing import PARAM_FIELDS, _encode, _job_key, _xarray
@@ -109,14 +113,18 @@ def sweep(p: Params, grid: Grid, task: str = "simulate", *, out: str | os.PathLi
         the error records). A ``dask.distributed.Client`` (or ``"dask"`` for the current
         one) runs each point as a dask task; dask is imported only then.
     max_workers : int, optional
-        Processes of the local pool; default: usable CPUs // threads_per_task, >= 1.
+        Processes of the local pool; default: usable cores // threads_per_task, >= 1,
+        where the usable cores are this process's CPU affinity capped by its SLURM
+        allocation (:func:`linvae.sweeps.executors.usable_cpus`).
     threads_per_task : int
         OpenMP threads per task: passed to the task (``simulate(threads=...)``) and set
-        as ``OMP_NUM_THREADS`` in the local pool's workers, so that tasks times threads
-        does not exceed the cores.
+        as ``OMP_NUM_THREADS`` in the local pool's workers. When the tasks running at
+        once times ``threads_per_task`` exceed the usable cores (of this process, or of
+        each dask worker's CPU set), a warning is logged and the sweep runs as asked.
     shard : (i, n), "env" or None
         Run only the points with index % n == i (index in row-major grid order); "env"
-        takes (i, n) from the SLURM job-array variables (:func:`shard_from_env`).
+        takes (i, n) from the SLURM job-array variables (:func:`shard_from_env`). Each
+        element of a job array sizes its local pool by its own allocation.
     retry_failed : bool
         Rerun points that failed before (default); False skips them.
     progress : bool
@@ -218,20 +226,25 @@ def sweep(p: Params, grid: Grid, task: str = "simulate", *, out: str | os.PathLi
         if not todo:
             pass
         elif executor == "serial":
+            cpus = usable_cpus()
+            _warn_oversubscribed("the serial executor", 1, threads, cpus,
+                                 f"lower threads_per_task to at most {cpus}")
             _run_serial(todo, report)
         elif executor == "local":
-            workers = max_workers or max(1, _available_cpus() // threads)
+            workers = _local_workers(max_workers, threads, len(todo))
             log.info("running %d task(s) on %d local process(es), %d thread(s) each",
                      len(todo), min(workers, len(todo)), threads)
             _run_local(todo, workers, threads, report, import_main=import_main)
         elif client is not None:
             import distributed
 
+            _check_dask_workers(client, threads)
             run_id = os.urandom(4).hex()
             _run_futures(todo, lambda j: client.submit(_execute, j, pure=False, retries=0,
                                                        key=f"linvae-{j.task}-{j.key}-{run_id}"),
                          distributed.as_completed, report)
         else:
+            _check_executor_size(executor, threads, len(todo))
             _run_futures(todo, lambda j: executor.submit(_execute, j), cf.as_completed, report)
     finally:
         bar.close()
