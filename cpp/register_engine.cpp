@@ -1,9 +1,10 @@
 // Python access to the SGD engine: construction, initial states, and runs that write
 // recorded order parameters straight into caller-owned NumPy arrays.
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -22,12 +23,6 @@ using linvae::bind::check_replica;
 using linvae::bind::expect_shape;
 
 namespace {
-
-// The per-latent arrays of a pending update, by the names get_state/set_state use.
-std::array<std::pair<const char*, std::array<double, linvae::kMaxLatents>*>, 5> pending_arrays(
-        linvae::PendingUpdate& up) {
-    return {{{"b", &up.b}, {"wdiag", &up.wdiag}, {"u", &up.u}, {"cW", &up.cW}, {"cV", &up.cV}}};
-}
 
 template <class Real>
 void register_engine_type(py::module_& m, const char* name) {
@@ -81,36 +76,16 @@ void register_engine_type(py::module_& m, const char* name) {
         .def("get_state",
              [](E& e, int r) {
                  check_replica(e, r);
-                 const auto& c = e.config();
                  auto& rep = e.replica(r);
-                 const int M = c.M;
+                 linvae::StreamWords<Real> words(rep);
                  py::dict st;
-                 st["W"] = py::array_t<Real>({c.N, static_cast<std::int64_t>(M)}, rep.W.data());
-                 st["V"] = py::array_t<Real>({c.N, static_cast<std::int64_t>(M)}, rep.V.data());
-                 st["W_star"] = py::array_t<Real>({c.N, static_cast<std::int64_t>(c.Ms)}, rep.Ws.data());
-                 st["x"] = py::array_t<Real>(c.N, rep.x.data());
-                 st["D"] = py::array_t<double>(M, rep.D.data());
-                 st["Q"] = py::array_t<double>({M, M}, rep.Q.data());
-                 for (const auto& [name, arr] : pending_arrays(rep.pending))
-                     st[name] = py::array_t<double>(M, arr->data());
-                 st["dec1"] = rep.pending.dec1;
-                 st["vdec"] = rep.pending.vdec;
-                 st["has_pending"] = rep.has_pending;
-                 st["steps"] = rep.steps;
-                 st["status"] = rep.status;
-                 const auto nb = static_cast<py::ssize_t>(rep.noise.size());
-                 constexpr int L = linvae::NormalStream::kLanes;
-                 py::array_t<std::uint64_t> noise({nb, static_cast<py::ssize_t>(L), py::ssize_t{4}});
-                 auto* pn = noise.mutable_data();
-                 for (py::ssize_t b = 0; b < nb; ++b)
-                     for (int l = 0; l < L; ++l)
-                         for (int w = 0; w < 4; ++w) *pn++ = rep.noise[b].lane(l).s[w];
-                 py::array_t<std::uint64_t> signal({static_cast<py::ssize_t>(L), py::ssize_t{4}});
-                 auto* ps = signal.mutable_data();
-                 for (int l = 0; l < L; ++l)
-                     for (int w = 0; w < 4; ++w) *ps++ = rep.signal.lane(l).s[w];
-                 st["noise_streams"] = noise;
-                 st["signal_stream"] = signal;
+                 linvae::visit_state_arrays(e.config(), rep, words,
+                                            [&](const char* k, auto* data, const auto& shape) {
+                     using T = std::remove_pointer_t<decltype(data)>;
+                     st[k] = py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()),
+                                            data);
+                 });
+                 linvae::visit_state_scalars(rep, [&](const char* k, auto& v) { st[k] = v; });
                  return st;
              },
              py::arg("replica"),
@@ -119,44 +94,27 @@ void register_engine_type(py::module_& m, const char* name) {
         .def("set_state",
              [](E& e, int r, py::dict st) {
                  check_replica(e, r);
-                 const auto& c = e.config();
                  auto& rep = e.replica(r);
-                 const py::ssize_t N = c.N, M = c.M, Ms = c.Ms;
-                 constexpr int L = linvae::NormalStream::kLanes;
-                 auto get = [&](const char* k, std::vector<py::ssize_t> shape, auto tag) {
-                     return linvae::bind::state_entry<decltype(tag)>(st, k, std::move(shape));
+                 linvae::StreamWords<Real> words(rep);
+                 auto entry = [&](const char* k, auto* data, const auto& shape) {
+                     using T = std::remove_pointer_t<decltype(data)>;
+                     return linvae::bind::state_entry<T>(
+                         st, k, std::vector<py::ssize_t>(shape.begin(), shape.end()));
                  };
-                 auto copy = [](auto a, auto& dst) { std::copy(a.data(), a.data() + a.size(), dst.begin()); };
-                 auto W = get("W", {N, M}, Real{});
-                 auto V = get("V", {N, M}, Real{});
-                 auto Ws = get("W_star", {N, Ms}, Real{});
-                 auto x = get("x", {N}, Real{});
-                 auto D = get("D", {M}, double{});
-                 auto Q = get("Q", {M, M}, double{});
-                 for (const auto& [name, arr] : pending_arrays(rep.pending))
-                     get(name, {M}, double{});  // checked before anything is changed
-                 auto noise = get("noise_streams", {static_cast<py::ssize_t>(rep.noise.size()), L, 4}, std::uint64_t{});
-                 auto signal = get("signal_stream", {L, 4}, std::uint64_t{});
-                 copy(W, rep.W);
-                 copy(V, rep.V);
-                 copy(Ws, rep.Ws);
-                 copy(x, rep.x);
-                 copy(D, rep.D);
-                 copy(Q, rep.Q);
-                 for (const auto& [name, arr] : pending_arrays(rep.pending))
-                     copy(get(name, {M}, double{}), *arr);
-                 rep.pending.dec1 = st["dec1"].cast<double>();
-                 rep.pending.vdec = st["vdec"].cast<double>();
-                 rep.has_pending = st["has_pending"].cast<bool>();
-                 rep.steps = st["steps"].cast<std::int64_t>();
-                 rep.status = st["status"].cast<int>();
-                 const std::uint64_t* pn = noise.data();
-                 for (auto& stream : rep.noise)
-                     for (int l = 0; l < L; ++l)
-                         for (int w = 0; w < 4; ++w) stream.lane(l).s[w] = *pn++;
-                 const std::uint64_t* ps = signal.data();
-                 for (int l = 0; l < L; ++l)
-                     for (int w = 0; w < 4; ++w) rep.signal.lane(l).s[w] = *ps++;
+                 // every entry is checked before anything is changed
+                 linvae::visit_state_arrays(e.config(), rep, words, entry);
+                 linvae::visit_state_scalars(rep, [&](const char* k, auto& v) {
+                     if (!st.contains(k)) throw py::value_error(std::string("state is missing ") + k);
+                     (void)st[k].cast<std::decay_t<decltype(v)>>();
+                 });
+                 linvae::visit_state_arrays(e.config(), rep, words,
+                                            [&](const char* k, auto* data, const auto& shape) {
+                     const auto a = entry(k, data, shape);
+                     std::copy(a.data(), a.data() + a.size(), data);
+                 });
+                 linvae::visit_state_scalars(
+                     rep, [&](const char* k, auto& v) { v = st[k].cast<std::decay_t<decltype(v)>>(); });
+                 words.restore(rep);
              },
              py::arg("replica"), py::arg("state"), "Restore a state from get_state().")
         .def("sample",

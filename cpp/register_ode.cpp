@@ -90,15 +90,6 @@ struct GridInputs {
     }
 };
 
-int thread_count(int threads) {
-#ifdef _OPENMP
-    return threads > 0 ? threads : omp_get_max_threads();
-#else
-    (void)threads;
-    return 1;
-#endif
-}
-
 py::dict solve_result_dict(const ode::SolveResult& r) {
     py::dict d;
     d["status"] = r.status;
@@ -251,12 +242,11 @@ void register_ode(py::module_& m) {
             auto* te = t_event.mutable_data();
             auto* nf = nfev.mutable_data();
             const double* tev = t_eval.data();
-            [[maybe_unused]] const int nthreads = thread_count(threads);  // unused without OpenMP
             {
                 py::gil_scoped_release release;
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
-                for (py::ssize_t i = 0; i < P; ++i) {
-                    try {
+                ode::for_each_point(
+                    P, threads,
+                    [&](std::int64_t i) {
                         ode::System s(in.model(i));
                         const auto r = ode::solve(s, opt, 0.0, in.y0.data() + i * n, t_max, tev,
                                                   static_cast<int>(T), Yp + i * T * n);
@@ -268,7 +258,8 @@ void register_ode(py::module_& m) {
                         te[i] = r.t_event;
                         nr[i] = r.n_recorded;
                         nf[i] = r.nfev;
-                    } catch (...) {
+                    },
+                    [&](std::int64_t i) {
                         fb[i] = -1;
                         Lp[i] = Lb[i] = ode::kNaN;
                         st[i] = -2;
@@ -276,8 +267,7 @@ void register_ode(py::module_& m) {
                         te[i] = ode::kNaN;
                         nr[i] = 0;
                         nf[i] = 0;
-                    }
-                }
+                    });
             }
             py::dict d;
             d["y"] = Y;
@@ -327,12 +317,11 @@ void register_ode(py::module_& m) {
             auto *rs = residual.mutable_data(), *te = t_end.mutable_data(), *mr = max_real.mutable_data();
             auto* nf = nfev.mutable_data();
             const auto* nz = n_zero.data();
-            [[maybe_unused]] const int nthreads = thread_count(threads);  // unused without OpenMP
             {
                 py::gil_scoped_release release;
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
-                for (py::ssize_t i = 0; i < P; ++i) {
-                    try {
+                ode::for_each_point(
+                    P, threads,
+                    [&](std::int64_t i) {
                         ode::System s(in.model(i));
                         ode::SteadyOptions o = opt;
                         o.n_zero_allowed = nz[i];
@@ -343,13 +332,13 @@ void register_ode(py::module_& m) {
                         te[i] = r.t_end;
                         mr[i] = r.max_real;
                         nf[i] = r.nfev;
-                    } catch (...) {
+                    },
+                    [&](std::int64_t i) {
                         std::fill(Yp + i * n, Yp + (i + 1) * n, ode::kNaN);
                         st[i] = -2;
                         rs[i] = te[i] = mr[i] = ode::kNaN;
                         nf[i] = 0;
-                    }
-                }
+                    });
             }
             py::dict d;
             d["y"] = Y;

@@ -475,3 +475,43 @@ def test_stability_with_fewer_latents_than_factors(tmp_path: Path) -> None:
 
     thr = json.loads((tmp_path / "st.json").read_text())["thresholds"]
     assert abs(thr["collapse_0"]["value"] - 3.0) < 1e-6 and "collapse_1" not in thr
+
+
+def test_stability_prints_and_writes_its_report(tmp_path: Path) -> None:
+    import json
+
+    from linvae.stability import stability_report
+
+    out = cli_run("-q", "stability", "--M", "2", "--M-star", "1", "--beta", "0.9", "--tau",
+                  "0.2", "--out", str(tmp_path / "st.json"))
+    assert out.returncode == 0, out.stderr
+    report = stability_report(linvae.Params(M=2, M_star=1, beta=0.9, tau=0.2))
+    assert out.stdout == f"{report}\n"
+    assert (tmp_path / "st.json").read_text() == json.dumps(report.to_dict(), indent=2)
+
+
+def test_shared_run_flags_are_declared_once() -> None:
+    """A run flag has one default and one help in every command that takes it.
+
+    The exceptions are passed explicitly: compare's 8 replicas and its --method per N; the
+    ODE solver's --method is another setting under the same name.
+    """
+    exceptions = {("compare", "replicas"): 8, ("compare", "method"): ["weights"]}
+    seen: dict[str, set[str]] = {}
+    for command, sp in _subparsers().items():
+        for a in sp._actions:
+            if a.dest not in cli.RUN_FLAGS or (command, a.dest) == ("ode", "method"):
+                continue
+            flag = cli.RUN_FLAGS[a.dest]
+            seen.setdefault(a.dest, set()).add(command)
+            assert a.option_strings == [cli._flag(a.dest)], (command, a.dest)
+            assert a.default == exceptions.get((command, a.dest), flag["default"]), \
+                (command, a.dest)
+            assert (a.help or "").startswith(flag["help"]), (command, a.dest)
+    assert seen["record_every"] == {"simulate", "ode", "compare", "sweep"}
+    assert seen["t_max"] == seen["record_every"]
+    assert {"simulate", "compare"} <= seen["threads"]
+    # every command's own result is named after it
+    for command in ("simulate", "ode", "compare", "sweep"):
+        out = next(a for a in _subparsers()[command]._actions if a.dest == "out")
+        assert str(out.default).startswith(f"linvae-{command}"), command

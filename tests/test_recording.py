@@ -71,7 +71,7 @@ DATA = {
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("M", [1, 2, 5])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 8, 5])
 @pytest.mark.parametrize("data", list(DATA))
 def test_recording_times_with_every_data_option(data: str, M: int, dtype: str) -> None:
     assert_same_at_common_times(params(M, 1), 200, 90, dtype=dtype, **DATA[data])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from linvae import Params, schedules
 from linvae.ode import jacobian, layout, min_gram_eigenvalue, pack, rhs
 from linvae.stability import (
     FixedPoint,
+    StabilityReport,
     Threshold,
     annealing_threshold,
     collapse_growth_rate,
@@ -22,6 +25,7 @@ from linvae.stability import (
     latent_sector,
     noise_threshold,
     role_state,
+    stability_report,
     stable_fixed_point,
     step_size_limit,
 )
@@ -320,6 +324,131 @@ def test_schedules_limits_and_roundtrip():
         assert float(s(1e4)) == pytest.approx(0.5)
         assert schedules.from_dict(s.to_dict()) == s
         assert np.all(np.asarray(s(np.linspace(0, 100, 50))) <= 0.5 + 1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# the stability report (what `linvae stability` prints and writes)
+# ---------------------------------------------------------------------------------------
+#: str(stability_report(DOC)), with the residuals (machine-dependent roundoff) masked
+DOC_REPORT = """\
+fixed points of the ODEs for Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, lam=0.0, \
+tau=0.5) (3 found, up to symmetry):
+  FixedPoint(stable; latents: learned[f0]; eg=0.434, rate=0.7082, max Re(eig)=-0.1356, \
+residual=*; beta=0.5, tau=0.5)
+    m = [[1.3241]]
+    d = [[0.5128]]
+    Q = [[2.0821]]
+    E = [[0.318]]
+    R = [[0.7885]]
+    D = [0.1936]
+  FixedPoint(unstable; latents: noise; eg=1.88, rate=0.4138, max Re(eig)=0.2191, \
+residual=*; beta=0.5, tau=0.5)
+    m = [[0.]]
+    d = [[0.]]
+    Q = [[0.8803]]
+    E = [[0.45]]
+    R = [[0.6025]]
+    D = [0.3622]
+  FixedPoint(unstable; latents: collapsed; eg=1, rate=0, max Re(eig)=0.5, residual=*; \
+beta=0.5, tau=0.5)
+    m = [[0.]]
+    d = [[0.]]
+    Q = [[0.]]
+    E = [[0.]]
+    R = [[0.]]
+    D = [1.]
+thresholds (numerical; prediction of docs/model.md#findings in parentheses):
+  collapse of factor 0: beta_c = 2  (rho_k + eta = 2)
+  superfluous latent stops fitting noise: beta = 1.12872  (eta = 1)
+  KL annealing: gamma* = -J_max/2 = 0.0678191"""
+
+
+@pytest.fixture(scope="module")
+def doc_report() -> StabilityReport:
+    return stability_report(DOC)
+
+
+@pytest.fixture(scope="module")
+def superfluous_report() -> StabilityReport:
+    return stability_report(DOC.replace(M=2))
+
+
+def _masked(text: str) -> str:
+    return re.sub(r"residual=[-+.0-9e]+", "residual=*", text)
+
+
+def test_report_text_single_latent(doc_report: StabilityReport) -> None:
+    assert _masked(str(doc_report)) == DOC_REPORT
+    assert repr(doc_report) == (f"StabilityReport({DOC!r}; 3 fixed points, 1 stable; "
+                                "beta_c = [2]; noise beta = 1.12872; gamma* = 0.0678191)")
+
+
+def test_report_dict_single_latent(doc_report: StabilityReport) -> None:
+    d = doc_report.to_dict()
+    assert d["params"] == repr(DOC)
+    assert [f["stable"] for f in d["fixed_points"]] == [True, False, False]
+    assert [f["summary"] for f in d["fixed_points"]] == [
+        f.summary() for f in doc_report.fixed_points]
+    assert d["fixed_points"][0]["eg"] == pytest.approx(0.434, abs=5e-4)
+    thr = d["thresholds"]
+    assert list(thr) == ["collapse_0", "noise", "gamma_star"]  # tau_max: not asked for
+    assert thr["collapse_0"]["value"] == pytest.approx(2.0, abs=1e-6)
+    assert thr["collapse_0"]["predicted"] == 2.0
+    assert thr["noise"] == {"value": float(doc_report.noise), "predicted": 1.0}
+    assert thr["gamma_star"]["value"] == pytest.approx(0.068, abs=5e-4)
+    assert math.isnan(thr["gamma_star"]["predicted"])  # no closed form
+
+
+def test_report_superfluous_latent(superfluous_report: StabilityReport,
+                                   doc_report: StabilityReport) -> None:
+    r = superfluous_report
+    assert r.params.M == 2 and len(r.fixed_points) == 5
+    assert [fp.stable for fp in r.fixed_points] == [True] + [False] * 4
+    assert r.fixed_points[0].kinds == ("learned", "noise")
+    lines = str(r).splitlines()
+    assert lines[0] == f"fixed points of the ODEs for {r.params} (5 found, up to symmetry):"
+    assert lines[1].startswith("  FixedPoint(stable; latents: learned[f0], noise; eg=1.314")
+    # every fixed point with its six order parameters, M = 2 rows each for m, d, Q, E, R
+    assert lines.index("thresholds (numerical; prediction of docs/model.md#findings in "
+                       "parentheses):") == 1 + 5 * (1 + 5 * 2 + 1)
+    assert lines[-3:] == ["  collapse of factor 0: beta_c = 2  (rho_k + eta = 2)",
+                          ("  superfluous latent stops fitting noise: beta = 1.12872  "
+                           "(eta = 1)"),
+                          f"  KL annealing: gamma* = -J_max/2 = {r.gamma_star:.6g}"]
+    # the superfluous latent fits noise at the stable point, so the slowest mode is slower
+    assert r.gamma_star == pytest.approx(-0.5 * r.fixed_points[0].max_real)
+    assert r.gamma_star is not None and doc_report.gamma_star is not None
+    assert r.gamma_star < doc_report.gamma_star
+    assert list(r.to_dict()["thresholds"]) == ["collapse_0", "noise", "gamma_star"]
+
+
+def test_report_factor_without_latent_and_no_stable_point() -> None:
+    r = stability_report(Params(M=1, M_star=2, rho=[2.0, 1.0], eta=1.0, beta=0.5, tau=0.1))
+    assert "  collapse of factor 1: none, no latent of its own (M = 1)" in str(r)
+    assert math.isnan(r.collapse[1]) and r.collapse[1].predicted == 2.0
+    assert "collapse_1" not in r.to_dict()["thresholds"]
+    # beyond the step-size limit no fixed point is stable: gamma* is undefined, and says why
+    with pytest.warns(RuntimeWarning, match="not stable for any beta"):
+        r = stability_report(DOC.replace(tau=5.0))
+    assert r.gamma_star is None and r.gamma_star_error.startswith("no stable fixed point")
+    assert f"  KL annealing: gamma* undefined ({r.gamma_star_error})" in str(r)
+    assert "gamma_star" not in r.to_dict()["thresholds"]
+    assert "gamma* undefined" in repr(r)
+
+
+def test_report_step_limit_and_json_round_trip() -> None:
+    p = DOC.replace(tau=0.1)
+    r = stability_report(p, step_limit=True)
+    assert isinstance(r.tau_max, Threshold)
+    assert str(r).endswith(f"\n  step-size stability limit: tau_max = {float(r.tau_max):.6g}")
+    d = r.to_dict()
+    assert d["thresholds"]["tau_max"]["value"] == float(r.tau_max)
+    text = json.dumps(d, indent=2)
+    back = json.loads(text)
+    assert json.dumps(back, indent=2) == text  # NaN (no closed form) included
+    assert back["fixed_points"] == d["fixed_points"]
+    assert back["thresholds"]["collapse_0"] == d["thresholds"]["collapse_0"]
+    assert math.isnan(back["thresholds"]["tau_max"]["predicted"])
 
 
 # ---------------------------------------------------------------------------------------

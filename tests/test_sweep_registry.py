@@ -146,9 +146,9 @@ def test_built_in_tasks_and_the_flags_they_take(tmp_path: Path) -> None:
     (task_flag,) = [a for a in sub._actions if a.dest == "task"]
     assert list(task_flag.choices) == list(registered_tasks())
     # which flags each built-in task takes from the command line
-    expected = {"simulate": {"N": 10_000, "t_max": 20.0, "record_every": 0.5, "seed": 0,
+    expected = {"simulate": {"N": 10_000, "t_max": 20.0, "record_every": 0.1, "seed": 0,
                              "method": "weights", "replicas": 4},
-                "ode": {"t_max": 20.0, "record_every": 0.5},
+                "ode": {"t_max": 20.0, "record_every": 0.1},
                 "stability": {}}
     for task, settings in expected.items():
         out = tmp_path / task

@@ -260,6 +260,72 @@ struct Replica {
     VisitOrder order;           // which sample each step visits, on a finite dataset
 };
 
+// A replica's complete state, for checkpoints: the weights in their own dtype, the
+// pending update and the generators' words. get_state and set_state of the bindings copy
+// exactly what these name, so that a restored replica continues bit for bit.
+using StateShape = std::vector<std::int64_t>;
+
+// The generator words of a replica: its noise streams (blocks x lanes x 4 words), then
+// its factor stream (lanes x 4), packed for a copy and unpacked by restore.
+template <class Real>
+struct StreamWords {
+    static constexpr int L = NormalStream::kLanes;
+    std::vector<std::uint64_t> noise, signal;
+
+    explicit StreamWords(const Replica<Real>& rep) {
+        for (const auto& stream : rep.noise) append(stream, noise);
+        append(rep.signal, signal);
+    }
+    void restore(Replica<Real>& rep) const {
+        const std::uint64_t* p = noise.data();
+        for (auto& stream : rep.noise) p = set(stream, p);
+        set(rep.signal, signal.data());
+    }
+
+private:
+    static void append(const NormalStream& g, std::vector<std::uint64_t>& out) {
+        for (int l = 0; l < L; ++l) out.insert(out.end(), g.lane(l).s, g.lane(l).s + 4);
+    }
+    static const std::uint64_t* set(NormalStream& g, const std::uint64_t* p) {
+        for (int l = 0; l < L; ++l)
+            for (int w = 0; w < 4; ++w) g.lane(l).s[w] = *p++;
+        return p;
+    }
+};
+
+// f(name, data, shape) for each array of the state (data: Real*, double* or
+// std::uint64_t*), the generators through `words`.
+template <class Real, class F>
+void visit_state_arrays(const ModelConfig& c, Replica<Real>& rep, StreamWords<Real>& words,
+                        F&& f) {
+    const std::int64_t N = c.N, M = c.M, Ms = c.Ms, L = NormalStream::kLanes;
+    const auto nb = static_cast<std::int64_t>(rep.noise.size());
+    f("W", rep.W.data(), StateShape{N, M});
+    f("V", rep.V.data(), StateShape{N, M});
+    f("W_star", rep.Ws.data(), StateShape{N, Ms});
+    f("x", rep.x.data(), StateShape{N});
+    f("D", rep.D.data(), StateShape{M});
+    f("Q", rep.Q.data(), StateShape{M, M});
+    PendingUpdate& up = rep.pending;
+    f("b", up.b.data(), StateShape{M});
+    f("wdiag", up.wdiag.data(), StateShape{M});
+    f("u", up.u.data(), StateShape{M});
+    f("cW", up.cW.data(), StateShape{M});
+    f("cV", up.cV.data(), StateShape{M});
+    f("noise_streams", words.noise.data(), StateShape{nb, L, 4});
+    f("signal_stream", words.signal.data(), StateShape{L, 4});
+}
+
+// f(name, value) for each scalar of the state, by reference.
+template <class Real, class F>
+void visit_state_scalars(Replica<Real>& rep, F&& f) {
+    f("dec1", rep.pending.dec1);
+    f("vdec", rep.pending.vdec);
+    f("has_pending", rep.has_pending);
+    f("steps", rep.steps);
+    f("status", rep.status);
+}
+
 template <class Real>
 class Engine {
 public:

@@ -1099,4 +1099,30 @@ inline SteadyResult steady_state(System& sys, const SteadyOptions& opt, const do
     return res;
 }
 
+// Threads for a grid: the given count, or (threads <= 0) OpenMP's default.
+inline int grid_threads(int threads) {
+#ifdef _OPENMP
+    return threads > 0 ? threads : omp_get_max_threads();
+#else
+    (void)threads;
+    return 1;
+#endif
+}
+
+// body(i) for every point i < P of a parameter grid, points in parallel (dynamic
+// schedule: points differ widely in cost). A point whose body throws gets on_error(i)
+// instead, so that one bad point never loses the others. Called without the GIL.
+template <class Body, class OnError>
+void for_each_point(std::int64_t P, int threads, Body&& body, OnError&& on_error) {
+    [[maybe_unused]] const int nthreads = grid_threads(threads);  // unused without OpenMP
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
+    for (std::int64_t i = 0; i < P; ++i) {
+        try {
+            body(i);
+        } catch (...) {
+            on_error(i);
+        }
+    }
+}
+
 }  // namespace linvae::ode

@@ -62,6 +62,37 @@ MODEL_FLAGS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("gamma", float, 0.1, "annealing rate gamma of the schedule (> 0; ignored if constant)"),
 ]
 
+# The run settings that several commands take, each declared once (argparse keywords,
+# one default and one help each); _add_run_flag gives a command one of them
+RUN_FLAGS: dict[str, dict[str, Any]] = {
+    "N": {"type": _int_flag("N", ge=1), "default": 10_000, "help": "input dimension N"},
+    "t_max": {"type": float, "default": 20.0,
+              "help": "final time t of the run (t = steps/N)"},
+    "record_every": {"type": float, "default": 0.1, "help": "spacing of the recorded times t"},
+    "replicas": {"type": _int_flag("replicas", ge=1), "default": 4,
+                 "help": "independent SGD replicas of each run (compare: of each N; sweep: "
+                         "of each grid point)"},
+    "seed": {"type": _int_flag("seed", ge=0), "default": 0,
+             "help": "base seed: replica r draws from (seed, r); compare runs its i-th N "
+                     "(ascending) from seed + i"},
+    "threads": {"type": _int_flag("threads", ge=1), "default": None,
+                "help": "OpenMP threads (default: all)"},
+    "method": {"choices": ["weights", "gram"], "default": "weights",
+               "help": "how SGD is simulated: weights: SGD on the N-vectors (cost ~ N per "
+                       "step); gram: the Gram chain, the exact finite-N law of the order "
+                       "parameters at a cost independent of N (Gaussian noise, float64, "
+                       "N >= M* + 2M; docs/model.md#gram-chain)"},
+}
+
+# --out of each kind of output: (help, suffix of the default linvae-<command><suffix>,
+# None: no default)
+OUT_KINDS: dict[str, tuple[str, str | None]] = {
+    "netcdf": ("output netCDF file (written atomically)", ".nc"),
+    "folder": ("output folder (created if missing)", ""),
+    "json": ("also write the results to this JSON file", None),
+    "figures": ("output figure(s), .png, .pdf or .svg (default: FILE with .png)", None),
+}
+
 
 class UsageError(ValueError):
     """A bad command line (one line, exit code 2)."""
@@ -109,10 +140,15 @@ def _schedule_kinds() -> tuple[str, ...]:
     return KINDS
 
 
+def _flag(name: str) -> str:
+    """Return the flag of a setting or symbol: t_max is --t-max, M_star is --M-star."""
+    return "--" + name.replace("_", "-")
+
+
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (the symbols of docs/model.md)")
     for name, typ, default, help_ in MODEL_FLAGS:
-        flag = "--" + name.replace("_", "-")
+        flag = _flag(name)
         if name == "rho":
             group.add_argument(flag, type=typ, nargs="+", default=default, help=help_,
                                metavar="RHO")
@@ -122,14 +158,49 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=typ, default=default, help=help_)
 
 
+_NO_DEFAULT = object()
+
+
+def _add_run_flag(group: argparse._ActionsContainer, name: str, *, default: Any = _NO_DEFAULT,
+                  per_N: bool = False) -> None:
+    """Add the run flag ``name`` of :data:`RUN_FLAGS` to a command.
+
+    ``default`` replaces the flag's one default where a command has a reason to differ
+    (stated where it is passed). ``per_N`` takes one value for every N or one per N of
+    --Ns (compare).
+    """
+    kwargs = dict(RUN_FLAGS[name])
+    if default is not _NO_DEFAULT:
+        kwargs["default"] = default
+    if per_N:
+        kwargs.update(nargs="+", default=[kwargs["default"]],
+                      help=f"{kwargs['help']}; one value for every N, or one per N in the "
+                           f"order of --Ns")
+    group.add_argument(_flag(name), **kwargs)
+
+
+def _add_out(group: argparse._ActionsContainer, command: str, kind: str) -> None:
+    """Add --out, the output of a command: one of :data:`OUT_KINDS`."""
+    help_, suffix = OUT_KINDS[kind]
+    group.add_argument("--out", type=Path, nargs="+" if kind == "figures" else None,
+                       default=None if suffix is None else Path(f"linvae-{command}{suffix}"),
+                       help=help_)
+
+
+def _add_quiet(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS,
+               help_: str = "no progress bars, only warnings and errors") -> None:
+    # a command's own -q defaults to SUPPRESS, so that it leaves a -q given before the
+    # command in place
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help=help_)
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, metavar="TOML",
                         help="read parameters from this TOML file ([model] for the "
                              "symbols of docs/model.md, [run] or top level for run "
                              "settings, [<command>] for this command only); flags "
                              "given here win")
-    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress bars, only warnings and errors")
+    _add_quiet(parser)
 
 
 def _params(args: argparse.Namespace) -> Any:
@@ -410,48 +481,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_stability(args: argparse.Namespace) -> int:
     """Print the fixed points and thresholds, optionally also as JSON (``linvae stability``)."""
-    import math
-
-    from . import stability
+    from .stability import stability_report
 
     p = _params(args)
     if args.out is not None:
         _check_out_file(args.out)
     log.info("fixed points and thresholds for %r", p)
-    fps = stability.fixed_points(p)
-    result: dict[str, Any] = {"params": repr(p), "fixed_points": [], "thresholds": {}}
-    print(f"fixed points of the ODEs for {p} ({len(fps)} found, up to symmetry):")
-    for fp in fps:
-        print("  " + fp.summary().replace("\n", "\n  "))
-        result["fixed_points"].append({"summary": fp.summary(), "stable": bool(fp.stable),
-                                       "eg": float(fp.eg), "max_real": float(fp.max_real)})
-    print("thresholds (numerical; prediction of docs/model.md#findings in parentheses):")
-    thr = result["thresholds"]
-    for k, t in enumerate(stability.collapse_thresholds(p)):
-        if k >= p.M:
-            print(f"  collapse of factor {k}: none, no latent of its own (M = {p.M})")
-            continue
-        print(f"  collapse of factor {k}: beta_c = {float(t):.6g}  (rho_k + eta = "
-              f"{t.predicted:g})")
-        thr[f"collapse_{k}"] = {"value": float(t), "predicted": float(t.predicted)}
-    t = stability.noise_threshold(p)
-    print(f"  superfluous latent stops fitting noise: beta = {float(t):.6g}  (eta = "
-          f"{t.predicted:g})")
-    thr["noise"] = {"value": float(t), "predicted": float(t.predicted)}
-    try:
-        g = stability.annealing_threshold(p)
-        print(f"  KL annealing: gamma* = -J_max/2 = {g:.6g}")
-        thr["gamma_star"] = {"value": float(g), "predicted": math.nan}
-    except RuntimeError as exc:
-        print(f"  KL annealing: gamma* undefined ({str(exc).splitlines()[0]})")
-    if args.step_limit:
-        t = stability.step_size_limit(p)
-        print(f"  step-size stability limit: tau_max = {float(t):.6g}")
-        thr["tau_max"] = {"value": float(t), "predicted": math.nan}
+    report = stability_report(p, step_limit=args.step_limit)
+    print(report)
     if args.out is not None:
         from .io import write_text
 
-        write_text(args.out, json.dumps(result, indent=2, default=str))
+        write_text(args.out, json.dumps(report.to_dict(), indent=2))
         log.info("wrote %s", args.out)
     return 0
 
@@ -596,7 +637,6 @@ def _add_init_flags(group: argparse._ArgumentGroup, default: str, choices: Seque
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``linvae`` command and its subcommands."""
     from .data import FACTOR_FAMILIES, NOISE_FAMILIES, ORDERS
-    from .reproduce import FAMILIES
 
     parser = _Parser(
         prog="linvae", description="Learning dynamics of the linear VAE: one-pass SGD at "
@@ -605,8 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rate, t = steps/N; order parameters m, d, Q, E, R, D and eps_g = eg).",
         epilog="Every flag can also be set in a TOML file given with --config (keys = flag "
         "names with underscores; [model] for the model, [run] for run settings).")
-    parser.add_argument("-q", "--quiet", action="store_true", default=False,
-                        help="no progress bars, only warnings and errors")
+    _add_quiet(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
     parsers: dict[str, argparse.ArgumentParser] = {}
@@ -618,8 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = add("info", "version, build flags, SIMD level, threads, Eigen",
                "Print the version and how the compiled core was built.")
-    info.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                      help="no effect (accepted for symmetry)")
+    _add_quiet(info, help_="no effect (accepted for symmetry)")
     info.set_defaults(func=cmd_info)
 
     # simulate
@@ -630,15 +668,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(sim)
     _add_model_flags(sim)
     run = sim.add_argument_group("run")
-    run.add_argument("--N", type=_int_flag("N", ge=1), default=10_000,
-                     help="input dimension N")
-    run.add_argument("--t-max", type=float, default=10.0, help="length of the run in t = steps/N")
-    run.add_argument("--record-every", type=float, default=0.1, help="spacing of recorded times")
+    for name in ("N", "t_max", "record_every"):
+        _add_run_flag(run, name)
     run.add_argument("--seeds", type=_int_flag("seeds", ge=1), default=4,
                      help="number of independent replicas")
-    run.add_argument("--seed", type=_int_flag("seed", ge=0), default=0, help="base seed")
-    run.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,
-                     help="OpenMP threads (default: all)")
+    for name in ("seed", "threads"):
+        _add_run_flag(run, name)
     run.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                      help="precision of the weights")
     data = sim.add_argument_group("data (docs/model.md#data-families, #finite-datasets)")
@@ -661,11 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--training-loss", action="store_true",
                       help="also record the loss over the P training samples (each record "
                            "then costs P passes over the weights)")
-    run.add_argument("--method", choices=["weights", "gram"], default="weights",
-                     help="weights: SGD on the N-vectors (cost ~ N per step); gram: the "
-                          "Gram chain, the exact finite-N law of the order parameters at a "
-                          "cost independent of N (Gaussian noise, float64, N >= M* + 2M; "
-                          "docs/model.md#gram-chain)")
+    _add_run_flag(run, "method")
     _add_init_flags(run, "random", ["random", "overlap"])
     run.add_argument("--checkpoint", type=Path, default=None,
                      help="save the run state to this file periodically, on Ctrl-C or "
@@ -681,8 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "signal number) on this signal, e.g. USR1 for sbatch "
                           "--signal=B:USR1@120; SIGINT and SIGTERM always do (repeatable; "
                           "default: none)")
-    run.add_argument("--out", type=Path, default=Path("linvae-simulate.nc"),
-                     help="output netCDF file (written atomically)")
+    _add_out(run, "simulate", "netcdf")
     sim.set_defaults(func=cmd_simulate)
 
     # ode
@@ -696,16 +726,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ode)
     _add_model_flags(ode)
     run = ode.add_argument_group("run")
-    run.add_argument("--t-max", type=float, default=20.0, help="final time t")
-    run.add_argument("--record-every", type=float, default=0.1, help="spacing of recorded times")
+    for name in ("t_max", "record_every"):
+        _add_run_flag(run, name)
+    # the ODE solver, a setting of its own that shares the name of SGD's --method
     run.add_argument("--method", choices=list(METHODS), default="auto",
                      help="ODE solver: auto (compiled RK45, switching to compiled Radau "
                           "while stiff), RK45 or Radau (compiled), or a SciPy method")
     run.add_argument("--rtol", type=float, default=1e-8, help="relative tolerance")
     run.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance")
     _add_init_flags(run, "overlap", ["overlap"])
-    run.add_argument("--out", type=Path, default=Path("linvae-ode.nc"),
-                     help="output netCDF file (written atomically)")
+    _add_out(run, "ode", "netcdf")
     ode.set_defaults(func=cmd_ode)
 
     # compare
@@ -720,21 +750,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--Ns", type=_int_flag("Ns", ge=1), nargs="+",
                      default=[1000, 4000, 16000],
                      help="input dimensions N (at least two)")
-    run.add_argument("--t-max", type=float, default=20.0, help="length in t = steps/N")
-    run.add_argument("--replicas", type=_int_flag("replicas", ge=1), default=8,
-                     help="SGD replicas per N")
-    run.add_argument("--record-every", type=float, default=0.1, help="spacing of recorded times")
-    run.add_argument("--seed", type=_int_flag("seed", ge=0), default=0,
-                     help="base seed (N number i uses seed + i)")
-    run.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,
-                     help="OpenMP threads (default: all)")
-    run.add_argument("--method", choices=["weights", "gram"], nargs="+", default=["weights"],
-                     help="how SGD is simulated (as for simulate): one method for every N, "
-                          "or one per N in the order of --Ns, e.g. --Ns 1000 10000 1000000 "
-                          "--method weights weights gram")
+    _add_run_flag(run, "t_max")
+    # more replicas than elsewhere: compare measures their spread against the predicted
+    # one, whose sampling error is about 1/sqrt(2 replicas)
+    _add_run_flag(run, "replicas", default=8)
+    for name in ("record_every", "seed", "threads"):
+        _add_run_flag(run, name)
+    _add_run_flag(run, "method", per_N=True)
     _add_init_flags(run, "overlap", ["overlap"])
-    run.add_argument("--out", type=Path, default=Path("linvae-compare"),
-                     help="output folder (created if missing)")
+    _add_out(run, "compare", "folder")
     cmp.set_defaults(func=cmd_compare)
 
     # stability
@@ -748,8 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = st.add_argument_group("run")
     run.add_argument("--step-limit", action="store_true",
                      help="also find the step-size stability limit tau_max (slower)")
-    run.add_argument("--out", type=Path, default=None,
-                     help="also write the results to this JSON file")
+    _add_out(run, "stability", "json")
     st.set_defaults(func=cmd_stability)
 
     # plot
@@ -761,8 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
              "(docs/model.md#fluctuations).")
     _add_common(pl)
     pl.add_argument("file", type=Path, help="netCDF result file")
-    pl.add_argument("--out", type=Path, nargs="+", default=None,
-                    help="output figure(s), .png, .pdf or .svg (default: FILE with .png)")
+    _add_out(pl, "plot", "figures")
     pl.add_argument("--variables", nargs="+", default=None,
                     help="variables to draw (default: m d Q E R D eg)")
     pl.add_argument("--title", default=None, help="figure title (default: the parameters)")
@@ -773,32 +795,29 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plot)
 
     # reproduce
+    from .reproduce import families as figure_families
+
+    listed = ", ".join(f"{i} {f.name} ({f.about})"
+                       for i, f in enumerate(figure_families(), start=1))
     rp = add("reproduce", "regenerate every figure family of the paper",
              "Regenerate the paper's figure families into a folder, PNG and PDF each, with "
              "the data (netCDF) next to them and summary.md (measured thresholds and "
-             "exponents next to the theory, run times): 1 sgd_vs_ode (SGD vs ODE, gap vs N "
-             "from N = 10 to 1e7), 2 collapse (steady state vs beta, threshold rho + eta), 3 "
-             "superfluous ((M, M*) = (2, 1), beta below/above eta), 4 annealing "
-             "(convergence time vs gamma, gamma*), 5 disentanglement (m over t, M = M* = 2), "
-             "6 optimal_beta (steady-state eps_g vs beta for several rho, minimum at "
-             "beta = eta), 7 fluctuations (finite-N theory against the Gram chain: "
-             "predicted vs measured sd over N, median escape time from the plateau vs ln N, "
-             "slope 1/(2 lambda) vs beta), 8 universality (gap exponent per noise family), 9 "
-             "finite_data (multi-epoch SGD: long-time eps_g and m^2/Q vs alpha = P/N). "
+             f"exponents next to the theory, run times): {listed}. "
              "About 410 s on 2 cores; --quick about 60 s.")
     _add_common(rp)
     rp.add_argument("--out", type=Path, default=Path("linvae-reproduce"),
                     help="output folder (created if missing)")
     rp.add_argument("--quick", action="store_true",
                     help="smaller N, fewer replicas and grid points (about 60 s)")
-    rp.add_argument("--only", nargs="+", choices=list(FAMILIES), default=None,
+    rp.add_argument("--only", nargs="+", choices=[f.name for f in figure_families()],
+                    default=None,
                     help="run only these figure families")
     rp.add_argument("--threads", type=_int_flag("threads", ge=1), default=None,
                      help="OpenMP threads (default: all)")
     rp.set_defaults(func=cmd_reproduce)
 
     # sweep
-    from .sweeps import registered_tasks
+    from .sweeps import registered_tasks, task_cli_settings
 
     sw = add("sweep", "run a grid of parameters, resumable, on processes or a cluster",
              "Run a task at every point of a grid of parameters; each point writes its own "
@@ -817,18 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--zip", action="store_true", help="vary the axes together instead")
     run.add_argument("--task", choices=registered_tasks(), default="simulate",
                      help="what to run at each point")
-    run.add_argument("--out", type=Path, default=Path("linvae-sweep"),
-                     help="output folder of the sweep")
-    run.add_argument("--N", type=_int_flag("N", ge=1), default=10_000,
-                     help="input dimension N (simulate)")
-    run.add_argument("--t-max", type=float, default=20.0, help="length in t = steps/N")
-    run.add_argument("--record-every", type=float, default=0.5, help="spacing of records")
-    run.add_argument("--replicas", type=_int_flag("replicas", ge=1), default=4,
-                     help="independent replicas per point (simulate)")
-    run.add_argument("--seed", type=_int_flag("seed", ge=0), default=0,
-                     help="base seed (simulate)")
-    run.add_argument("--method", choices=["weights", "gram"], default="weights",
-                     help="weights or the Gram chain (simulate; docs/model.md#gram-chain)")
+    _add_out(run, "sweep", "folder")
     run.add_argument("--executor", choices=["local", "serial", "dask"], default="local",
                      help="local processes, in-process, or the current dask Client")
     run.add_argument("--workers", type=_int_flag("max_workers", ge=1), default=None,
@@ -842,6 +850,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="merge the results in --out into one netCDF file and exit")
     run.add_argument("--to", type=Path, default=None,
                      help="with --merge: the merged file (default: OUT/merged.nc)")
+    takes = "; ".join(f"{t}: {', '.join(_flag(n) for n in task_cli_settings(t)) or 'none'}"
+                      for t in registered_tasks())
+    settings = sw.add_argument_group(
+        "task settings", f"passed to each point's task if it takes them ({takes})")
+    for name in SWEEP_TASK_FLAGS:
+        _add_run_flag(settings, name)
     sw.set_defaults(func=cmd_sweep)
 
     parser._linvae_subparsers = parsers  # type: ignore[attr-defined]

@@ -440,6 +440,52 @@ def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replic
     trajectories are drawn (default: all; the gap panel always has every N).
     """
     from . import io
+    from .plot import save_figure
+
+    io.check_output_folder(out)  # before the simulations, not after
+    cmp = compare(p, Ns=Ns, t_max=t_max, replicas=replicas, init=init,
+                  record_every=record_every, seed=seed, threads=threads, progress=progress,
+                  sim_method=sim_method)
+    data = comparison_data(cmp, stem=stem, replicas=replicas, t_max=t_max, attrs=attrs)
+    files = [io.save(ds, out / name) for name, ds in data.items()]
+    fig = plot_comparison(cmp, replicas=replicas, show=show)
+    for suffix in (".png", ".pdf"):
+        files.append(save_figure(fig, out / f"{stem}{suffix}"))
+    return cmp, files
+
+
+def comparison_data(cmp: Comparison, *, stem: str, replicas: int, t_max: float,
+                    attrs: Mapping[str, Any] | None = None) -> dict[str, xr.Dataset]:
+    """Return the data :func:`run_compare` writes, by file name.
+
+    ``<stem>_ode.nc``, ``<stem>_sim_N<N>.nc`` per N and ``<stem>_gaps.nc`` (the gaps with
+    the fitted ``exponent_<stat>`` and ``prefactor_<stat>``), each with ``attrs`` added.
+    """
+    extra = dict(attrs or {})
+    ode = cmp.ode.copy()
+    ode.attrs.update(extra)
+    data = {f"{stem}_ode.nc": ode}
+    for N, sim in cmp.sims.items():
+        sim = sim.copy()
+        sim.attrs.update(extra)
+        data[f"{stem}_sim_N{N}.nc"] = sim
+    gaps = cmp.gaps.copy()
+    for stat in ("max", "rms"):
+        gaps[f"exponent_{stat}"] = cmp.exponents[stat]
+        gaps[f"prefactor_{stat}"] = cmp.prefactors[stat]
+    gaps["variable"] = gaps["variable"].astype(str)
+    gaps.attrs.update({**cmp.params.to_attrs(), **extra, "Ns": np.array(cmp.Ns),
+                       "replicas": replicas, "t_max": t_max})
+    data[f"{stem}_gaps.nc"] = gaps
+    return data
+
+
+def plot_comparison(cmp: Comparison, *, replicas: int,
+                    show: Sequence[int] | None = None) -> Figure:
+    """Return the figure of :func:`run_compare`: trajectories per variable and the gap vs N.
+
+    ``show`` picks the N whose trajectories are drawn (default: all).
+    """
     from .plot import (
         BAND_SD,
         STANDARD,
@@ -449,31 +495,8 @@ def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replic
         n_label,
         plot_gaps,
         plot_trajectories,
-        save_figure,
         suptitle,
     )
-
-    io.check_output_folder(out)  # before the simulations, not after
-    cmp = compare(p, Ns=Ns, t_max=t_max, replicas=replicas, init=init,
-                  record_every=record_every, seed=seed, threads=threads, progress=progress,
-                  sim_method=sim_method)
-    extra = dict(attrs or {})
-    files: list[Path] = []
-    ode = cmp.ode.copy()
-    ode.attrs.update(extra)
-    files.append(io.save(ode, out / f"{stem}_ode.nc"))
-    for N, sim in cmp.sims.items():
-        sim = sim.copy()
-        sim.attrs.update(extra)
-        files.append(io.save(sim, out / f"{stem}_sim_N{N}.nc"))
-    gaps = cmp.gaps.copy()
-    for stat in ("max", "rms"):
-        gaps[f"exponent_{stat}"] = cmp.exponents[stat]
-        gaps[f"prefactor_{stat}"] = cmp.prefactors[stat]
-    gaps["variable"] = gaps["variable"].astype(str)
-    gaps.attrs.update({**p.to_attrs(), **extra, "Ns": np.array(cmp.Ns), "replicas": replicas,
-                       "t_max": t_max})
-    files.append(io.save(gaps, out / f"{stem}_gaps.nc"))
 
     variables = [v for v in STANDARD if v in cmp.ode]
     drawn = cmp.sims if show is None else {int(n): cmp.sims[int(n)] for n in show}
@@ -492,7 +515,5 @@ def run_compare(p: Params, out: Path, *, Ns: Sequence[int], t_max: float, replic
     how = f" (Gram chain at N = {', '.join(map(n_label, gram))})" if gram else ""
     band = "" if cmp.spread is None else f", dotted: ODE ± {BAND_SD}σ/√N"
     suptitle(fig, f"SGD (mean ± {BAND_SD} sd, {replicas} replicas{band}) vs ODE, N = "
-                   f"{', '.join(map(n_label, cmp.Ns))}{how}: {describe(p.to_attrs())}")
-    for suffix in (".png", ".pdf"):
-        files.append(save_figure(fig, out / f"{stem}{suffix}"))
-    return cmp, files
+                   f"{', '.join(map(n_label, cmp.Ns))}{how}: {describe(cmp.params.to_attrs())}")
+    return fig

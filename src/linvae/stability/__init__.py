@@ -6,10 +6,12 @@ the Jacobian has no spurious antisymmetric modes). Fixed points are found by roo
 finding with the analytic Jacobian from many starts, as docs/model.md#pitfalls advises,
 not by long integration; the integrator only supplies extra starting guesses.
 
-The package has three modules: :mod:`~linvae.stability.search` (the search,
+The package has four modules: :mod:`~linvae.stability.search` (the search,
 :class:`FixedPoint`), :mod:`~linvae.stability.thresholds` (collapse and noise-fitting
-thresholds in beta, the step-size limit, the annealing rate) and
-:mod:`~linvae.stability.convergence` (the convergence time).
+thresholds in beta, the step-size limit, the annealing rate),
+:mod:`~linvae.stability.convergence` (the convergence time) and
+:mod:`~linvae.stability.report` (:class:`StabilityReport`: all of it at one parameter
+set, as ``linvae stability`` prints it).
 
 Symmetries of the ODEs, used to deduplicate fixed points:
 
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from .._moved import forward
 from .convergence import convergence_time
+from .report import StabilityReport, stability_report
 from .search import (
     MAX_ROLE_STARTS,
     MAX_STATE_SIZE,
@@ -57,6 +60,7 @@ __all__ = [
     "MAX_STATE_SIZE",
     "RESIDUAL_TOL",
     "FixedPoint",
+    "StabilityReport",
     "Threshold",
     "annealing_threshold",
     "check_size",
@@ -70,6 +74,7 @@ __all__ = [
     "latent_sector",
     "noise_threshold",
     "role_state",
+    "stability_report",
     "stable_fixed_point",
     "step_size_limit",
 ]
