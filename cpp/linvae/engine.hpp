@@ -109,9 +109,9 @@ void for_each_replica(int S, int threads, F&& body) {
 // a barrier every step, so when another process holds one of the team's cores, the whole
 // team waits for that thread's next time slice: on a loaded machine a team of two was up
 // to 7 times slower than one thread. So the size is chosen by measurement. Steps run on
-// the size that was faster; now and then a short probe tries the other size. A probe
-// that is clearly faster is confirmed over a longer window before it is kept: a thread
-// woken for a probe gets a share of a busy core that it does not keep. Windows grow to
+// the size that was faster; now and then a short probe tries the other size. A probe of
+// the team that is clearly faster is confirmed over a longer window before it is kept: a
+// thread woken for a probe gets a share of a busy core that it does not keep. Windows grow to
 // 2 s while the choice stands, and are at least kCostRatio probes long, so probing costs
 // a few per cent at most. A run starts on one thread, which is never much slower. Sums
 // are added in block order, so the size never changes a trajectory.
@@ -121,7 +121,7 @@ public:
         if (threads == threads_) return;  // keep what was learnt across runs
         threads_ = threads;
         best_ = 1;
-        phase_ = kExploit;
+        phase_ = kWarmUp;
         window_ = kFirstWindow;
         open_window();
     }
@@ -132,6 +132,10 @@ public:
         const double elapsed = seconds_since(start_);
         const double per_step = elapsed / static_cast<double>(steps_);
         switch (phase_) {
+            case kWarmUp:  // the first steps touch fresh pages: no measure of the size
+                if (elapsed < window_) return;
+                phase_ = kExploit;
+                break;
             case kExploit:
                 if (elapsed < window_) return;
                 best_per_step_ = per_step;
@@ -139,7 +143,9 @@ public:
                 break;
             case kProbing:
                 if (elapsed < kProbe) return;
-                if (per_step < kMargin * best_per_step_) {  // try it over a longer window
+                // a probe of the team is optimistic (its woken threads get a share of a
+                // busy core that they do not keep), a probe of one thread is not
+                if (per_step < (other() > 1 ? kMargin : kMargin2) * best_per_step_) {
                     last_per_step_ = best_per_step_;
                     best_ = other();
                     phase_ = kConfirming;
@@ -166,17 +172,17 @@ public:
     }
 
 private:
-    enum Phase { kExploit, kProbing, kConfirming };
+    enum Phase { kWarmUp, kExploit, kProbing, kConfirming };
     // A probe spans several time slices of the scheduler (a few ms each), so that a
     // core shared with another process shows in it.
     static constexpr double kFirstWindow = 0.02, kMaxWindow = 2.0, kProbe = 0.015;
-    static constexpr double kMargin = 0.8;         // a probe must be clearly faster ...
-    static constexpr double kMargin2 = 0.95;       // ... and then faster over a window
+    static constexpr double kMargin = 0.8;         // a probe of the team must be clearly
+    static constexpr double kMargin2 = 0.95;       // faster, then faster over a window
     static constexpr double kConfirmRatio = 10.0;  // that window, in probes
     static constexpr double kCostRatio = 40.0;     // an exploit window, in probes
     using Clock = std::chrono::steady_clock;
     int threads_ = 0, best_ = 1;
-    Phase phase_ = kExploit;
+    Phase phase_ = kWarmUp;
     double window_ = kFirstWindow, best_per_step_ = 0.0, last_per_step_ = 0.0;
     std::int64_t steps_ = 0;
     Clock::time_point start_{};
