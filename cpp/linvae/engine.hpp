@@ -611,49 +611,67 @@ private:
         return dispatch_flags<MC, 0>(rep, gen, rec, i0, i1, noise, cs, se, slot);
     }
 
+    // f(apply, rec, gen) with the pass's flags as compile-time constants, from the code
+    // (has_pending ? 4 : 0) | (rec ? 2 : 0) | (gen ? 1 : 0).
+    template <class F>
+    static void by_flags(int code, F&& f) {
+        using T = std::true_type;
+        using F0 = std::false_type;
+        switch (code) {
+            case 0: return f(F0{}, F0{}, F0{});
+            case 1: return f(F0{}, F0{}, T{});
+            case 2: return f(F0{}, T{}, F0{});
+            case 3: return f(F0{}, T{}, T{});
+            case 4: return f(T{}, F0{}, F0{});
+            case 5: return f(T{}, F0{}, T{});
+            case 6: return f(T{}, T{}, F0{});
+            default: return f(T{}, T{}, T{});
+        }
+    }
+
     template <int MC, int MSC>
     void dispatch_flags(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
                         const Real* noise, const double* cs, double se, double* slot) {
         const int code = (rep.has_pending ? 4 : 0) | (rec ? 2 : 0) | (gen ? 1 : 0);
-        auto call = [&](auto apply, auto rec_c, auto gen_c) {
-            block_pass<Real, MC, MSC, decltype(apply)::value, decltype(rec_c)::value,
-                       decltype(gen_c)::value>(cfg_.M, cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),
-                                               rep.Ws.data(), rep.x.data(), rep.pending, noise, cs,
-                                               se, L_, slot);
-        };
         if constexpr (MC == 1 && MSC == 1) {
             if (rep.has_pending && gen)  // the hot path of every step
                 return pass_m1(rep, rec, i0, i1, noise, cs, se, slot);
             // step 0 and a flush: the same rows without the update or the sample, so that
             // a sample is drawn and the weights updated alike whatever passes surround them
-            return pass_m1_rare(rep, gen, rec, i0, i1, noise, cs, se, slot);
-        }
+            return pass_m1_rare(rep, code, i0, i1, noise, cs, se, slot);
+        } else {
 #ifdef LINVAE_HAVE_AVX2_PATH
-        if constexpr (MC == 2 && std::is_same_v<Real, double>) {
-            if (code == 5 && active_simd_path() == SimdPath::kAvx2)  // every unrecorded step
-                return block_pass_step_m2_avx2(cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),
-                                               rep.Ws.data(), rep.x.data(), rep.pending, noise,
-                                               cs, se, L_, slot);
-        }
-        if constexpr ((MC == 4 || MC == 8) && std::is_same_v<Real, double>) {
-            if (code == 5 && active_simd_path() == SimdPath::kAvx2)  // every unrecorded step
-                return block_pass_step_avx2<MC>(cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),
-                                                rep.Ws.data(), rep.x.data(), rep.pending, noise,
-                                                cs, se, L_, slot);
-        }
+            if constexpr (MC == 2 && std::is_same_v<Real, double>) {
+                if (code == 5 && active_simd_path() == SimdPath::kAvx2)  // every unrecorded step
+                    return block_pass_step_m2_avx2(cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),
+                                                   rep.Ws.data(), rep.x.data(), rep.pending,
+                                                   noise, cs, se, L_, slot);
+            }
+            if constexpr ((MC == 4 || MC == 8) && std::is_same_v<Real, double>) {
+                if (code == 5 && active_simd_path() == SimdPath::kAvx2)  // every unrecorded step
+                    return block_pass_step_avx2<MC>(cfg_.Ms, i0, i1, rep.W.data(), rep.V.data(),
+                                                    rep.Ws.data(), rep.x.data(), rep.pending,
+                                                    noise, cs, se, L_, slot);
+            }
 #endif
-        using T = std::true_type;
-        using F = std::false_type;
-        switch (code) {
-            case 0: return call(F{}, F{}, F{});
-            case 1: return call(F{}, F{}, T{});
-            case 2: return call(F{}, T{}, F{});
-            case 3: return call(F{}, T{}, T{});
-            case 4: return call(T{}, F{}, F{});
-            case 5: return call(T{}, F{}, T{});
-            case 6: return call(T{}, T{}, F{});
-            default: return call(T{}, T{}, T{});
+            by_flags(code, [&](auto apply, auto rec_c, auto gen_c) {
+                block_pass<Real, MC, MSC, decltype(apply)::value, decltype(rec_c)::value,
+                           decltype(gen_c)::value>(cfg_.M, cfg_.Ms, i0, i1, rep.W.data(),
+                                                   rep.V.data(), rep.Ws.data(), rep.x.data(),
+                                                   rep.pending, noise, cs, se, L_, slot);
+            });
         }
+    }
+
+    // The coefficients of the M = M* = 1 rows: the pending update, sqrt(eta) and the
+    // factors' part c of x (float32: in single precision).
+    auto m1_coeffs(const PendingUpdate& up, double se, double c) const {
+        if constexpr (std::is_same_v<Real, float>)
+            return M1CoeffsF{static_cast<float>(up.dec1), static_cast<float>(up.cW[0]),
+                             static_cast<float>(up.vdec), static_cast<float>(up.cV[0]),
+                             static_cast<float>(se), static_cast<float>(c)};
+        else
+            return M1Coeffs{1.0 - up.dec1, up.cW[0], 1.0 - up.vdec, up.cV[0], se, c};
     }
 
     // The M = M* = 1 pass with a pending update and a new sample, on the active SIMD path.
@@ -661,71 +679,39 @@ private:
     template <class Source>
     void pass_m1(Replica<Real>& rep, bool rec, std::int64_t i0, std::int64_t i1,
                  Source src, const double* cs, double se, double* slot) {
-        const PendingUpdate& up = rep.pending;
-        auto run = [&](const auto& k, const auto& noise) {
-            if (rec) return pass_m1_on<true>(rep, i0, i1, k, noise, slot);
-            pass_m1_on<false>(rep, i0, i1, k, noise, slot);
-        };
-        if constexpr (std::is_same_v<Real, float>) {
-            using Noise = std::conditional_t<std::is_same_v<Source, const float*>, NoiseBufferF,
-                                             NoiseStreamF>;
-            run(M1CoeffsF{static_cast<float>(up.dec1), static_cast<float>(up.cW[0]),
-                          static_cast<float>(up.vdec), static_cast<float>(up.cV[0]),
-                          static_cast<float>(se), static_cast<float>(cs[0])},
-                Noise{src});
-        } else {
-            using Noise = std::conditional_t<std::is_same_v<Source, const double*>, NoiseBuffer,
-                                             NoiseStream>;
-            run(M1Coeffs{1.0 - up.dec1, up.cW[0], 1.0 - up.vdec, up.cV[0], se, cs[0]},
-                Noise{src});
-        }
+        using Noise = std::conditional_t<
+            std::is_same_v<Real, float>,
+            std::conditional_t<std::is_same_v<Source, const float*>, NoiseBufferF, NoiseStreamF>,
+            std::conditional_t<std::is_same_v<Source, const double*>, NoiseBuffer, NoiseStream>>;
+        const auto k = m1_coeffs(rep.pending, se, cs[0]);
+        if (rec) return pass_m1_on<true>(rep, i0, i1, k, Noise{src}, slot);
+        pass_m1_on<false>(rep, i0, i1, k, Noise{src}, slot);
     }
 
-    // The M = M* = 1 pass without a pending update or without a new sample, on the
-    // scalar rows (a pass of step 0, after a flush, or a flush itself).
-    void pass_m1_rare(Replica<Real>& rep, bool gen, bool rec, std::int64_t i0, std::int64_t i1,
+    // The M = M* = 1 pass without a pending update or without a new sample (code as in
+    // by_flags), on the scalar rows: a pass of step 0, after a flush, or a flush itself.
+    void pass_m1_rare(Replica<Real>& rep, int code, std::int64_t i0, std::int64_t i1,
                       const Real* noise, const double* cs, double se, double* slot) {
-        const PendingUpdate& up = rep.pending;
-        const double c = gen ? cs[0] : 0.0;
-        using Lanes0 = std::conditional_t<std::is_same_v<Real, float>, M1LanesF<false>,
-                                          M1Lanes<Real, false>>;
-        using Lanes1 = std::conditional_t<std::is_same_v<Real, float>, M1LanesF<true>,
-                                          M1Lanes<Real, true>>;
-        constexpr int G = Lanes0::kGroup;
-        using Buffer = NoiseBufferOf<Real, G>;
-        using None = NoNoiseOf<Real, G>;
-        Real* W = rep.W.data();
-        Real* V = rep.V.data();
-        const Real* Ws = rep.Ws.data();
-        Real* x = rep.x.data();
-        auto run = [&](auto lanes, auto apply, auto gen_c, const auto& k) {
-            using Lanes = decltype(lanes);
-            constexpr bool A = decltype(apply)::value, GN = decltype(gen_c)::value;
-            if constexpr (GN)
-                block_pass_m1<Lanes, A, GN>(i0, i1, W, V, Ws, x, k, Buffer{noise}, L_, slot);
-            else
-                block_pass_m1<Lanes, A, GN>(i0, i1, W, V, Ws, x, k, None{}, L_, slot);
-        };
-        auto with_coeffs = [&](const auto& k) {
-            using T = std::true_type;
-            using F = std::false_type;
-            const int code = (rep.has_pending ? 4 : 0) | (rec ? 2 : 0) | (gen ? 1 : 0);
-            switch (code) {
-                case 0: return run(Lanes0{}, F{}, F{}, k);
-                case 1: return run(Lanes0{}, F{}, T{}, k);
-                case 2: return run(Lanes1{}, F{}, F{}, k);
-                case 3: return run(Lanes1{}, F{}, T{}, k);
-                case 4: return run(Lanes0{}, T{}, F{}, k);
-                case 6: return run(Lanes1{}, T{}, F{}, k);
-                default: throw std::logic_error("pass_m1_rare: the hot path's pass");
+        const auto k = m1_coeffs(rep.pending, se, (code & 1) ? cs[0] : 0.0);
+        using Coeffs = std::remove_const_t<decltype(k)>;
+        constexpr bool kFloat = std::is_same_v<Real, float>;
+        constexpr int G = kFloat ? 8 : 4;
+        by_flags(code, [&](auto apply, auto rec_c, auto gen_c) {
+            constexpr bool A = decltype(apply)::value, REC = decltype(rec_c)::value,
+                           GN = decltype(gen_c)::value;
+            using Lanes = std::conditional_t<kFloat, M1LanesF<REC>, M1Lanes<Real, REC>>;
+            static_assert(std::is_same_v<typename Lanes::Coeffs, Coeffs>);
+            if constexpr (A && GN) {
+                throw std::logic_error("pass_m1_rare: the hot path's pass");
+            } else if constexpr (GN) {
+                block_pass_m1<Lanes, A, GN>(i0, i1, rep.W.data(), rep.V.data(), rep.Ws.data(),
+                                            rep.x.data(), k, NoiseBufferOf<Real, G>{noise}, L_,
+                                            slot);
+            } else {
+                block_pass_m1<Lanes, A, GN>(i0, i1, rep.W.data(), rep.V.data(), rep.Ws.data(),
+                                            rep.x.data(), k, NoNoiseOf<Real, G>{}, L_, slot);
             }
-        };
-        if constexpr (std::is_same_v<Real, float>)
-            with_coeffs(M1CoeffsF{static_cast<float>(up.dec1), static_cast<float>(up.cW[0]),
-                                  static_cast<float>(up.vdec), static_cast<float>(up.cV[0]),
-                                  static_cast<float>(se), static_cast<float>(c)});
-        else
-            with_coeffs(M1Coeffs{1.0 - up.dec1, up.cW[0], 1.0 - up.vdec, up.cV[0], se, c});
+        });
     }
 
     template <bool REC, class Coeffs, class Noise>
