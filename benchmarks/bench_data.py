@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from linvae import _core
+import linvae
+from linvae.data import check_data
+from linvae.simulation import empty_records, new_engine
 
 NS = [10_000, 100_000]
 WORK = 2_000_000  # row updates per round
@@ -37,12 +39,10 @@ CASES: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("N", NS)
 def test_data_step(benchmark: Any, N: int, case: str) -> None:
-    e = _core.Engine64(N=N, M=1, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5, blowup=1e8,
-                       seed=0, replicas=1, **CASES[case])
+    e = new_engine(linvae.Params(), N, data=check_data(**CASES[case]))
     e.init_random(1)
     n = max(1, WORK // N)
     beta = np.full(n, 0.5)
     none = np.array([], dtype=np.int64)
-    out = [np.zeros((1, 1, 1, 1))] * 5 + [np.zeros((1, 1, 1))]
-    benchmark(e.run, beta, none, *out, rec_start=0, threads=1)
+    benchmark(e.run, beta, none, empty_records(linvae.Params(), 1, 1), rec_start=0, threads=1)
     benchmark.extra_info.update(kind=f"data:{case}", N=N, M=1, elements=n * N, threads=1)

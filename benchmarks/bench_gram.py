@@ -15,16 +15,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from linvae import _core
+import linvae
+from linvae.simulation import empty_records, new_engine
 
 SIZES = [(1, 1), (2, 2), (4, 4)]
 NS = [10_000, 100_000, 1_000_000]
 WORK_NS = 2e7  # ~20 ms of work per round
 
 
-def _engine(cls: Any, N: int, M: int, Ms: int, replicas: int = 1) -> Any:
-    e = cls(N=N, M=M, M_star=Ms, rho=[1.0] * Ms, eta=1.0, lam=0.0, tau=0.5, blowup=1e8,
-            seed=0, replicas=replicas)
+def _engine(method: str, N: int, M: int, Ms: int, replicas: int = 1) -> Any:
+    e = new_engine(linvae.Params(M=M, M_star=Ms), N, replicas=replicas, method=method)
     e.init_random(1)
     return e
 
@@ -32,8 +32,8 @@ def _engine(cls: Any, N: int, M: int, Ms: int, replicas: int = 1) -> Any:
 def _runner(e: Any, M: int, Ms: int, n: int) -> Any:
     beta = np.full(n, 0.5)
     none = np.array([], dtype=np.int64)
-    out = [np.zeros((1, 1, M, Ms))] * 2 + [np.zeros((1, 1, M, M))] * 3 + [np.zeros((1, 1, M))]
-    return lambda: e.run(beta, none, *out, rec_start=0, threads=1)
+    out = empty_records(linvae.Params(M=M, M_star=Ms), 1, 1)
+    return lambda: e.run(beta, none, out, rec_start=0, threads=1)
 
 
 def _info(benchmark: Any, kind: str, N: int, M: int, Ms: int, steps: int) -> None:
@@ -44,7 +44,7 @@ def _info(benchmark: Any, kind: str, N: int, M: int, Ms: int, steps: int) -> Non
 @pytest.mark.parametrize(("M", "Ms"), SIZES, ids=lambda v: str(v))
 def test_gram_step(benchmark: Any, M: int, Ms: int) -> None:
     n = int(WORK_NS / (40 * (Ms + 2 * M) ** 2 / 9))
-    benchmark(_runner(_engine(_core.GramEngine, 1_000_000, M, Ms), M, Ms, n))
+    benchmark(_runner(_engine("gram", 1_000_000, M, Ms), M, Ms, n))
     _info(benchmark, "gram", 1_000_000, M, Ms, n)
 
 
@@ -52,7 +52,7 @@ def test_gram_step(benchmark: Any, M: int, Ms: int) -> None:
 def test_gram_fill(benchmark: Any, M: int, Ms: int) -> None:
     # the generator floor: the c, xi and chi^2 of n steps, nothing else
     n = int(WORK_NS / 15 / (Ms + 2 * M) * 3)
-    e = _engine(_core.GramEngine, 1_000_000, M, Ms)
+    e = _engine("gram", 1_000_000, M, Ms)
     benchmark(e.fill_floor, n)
     _info(benchmark, "gram_fill", 1_000_000, M, Ms, n)
 
@@ -60,14 +60,14 @@ def test_gram_fill(benchmark: Any, M: int, Ms: int) -> None:
 @pytest.mark.parametrize("N", NS)
 def test_gram_step_at_N(benchmark: Any, N: int) -> None:
     n = int(WORK_NS / 40)
-    benchmark(_runner(_engine(_core.GramEngine, N, 1, 1), 1, 1, n))
+    benchmark(_runner(_engine("gram", N, 1, 1), 1, 1, n))
     _info(benchmark, "gram_N", N, 1, 1, n)
 
 
 @pytest.mark.parametrize("N", NS)
 def test_weight_step_at_N(benchmark: Any, N: int) -> None:
     n = max(2, int(WORK_NS / N))
-    benchmark(_runner(_engine(_core.Engine64, N, 1, 1), 1, 1, n))
+    benchmark(_runner(_engine("weights", N, 1, 1), 1, 1, n))
     _info(benchmark, "weights_N", N, 1, 1, n)
 
 
@@ -75,7 +75,7 @@ def test_gram_one_replica_N1e8_to_t10(benchmark: Any) -> None:
     # 1e9 steps. Timed at t = 1 first; if t = 10 would take over a minute, that is
     # extrapolated (and flagged in extra_info) rather than run.
     N, M, Ms = 10**8, 1, 1
-    e = _engine(_core.GramEngine, N, M, Ms)
+    e = _engine("gram", N, M, Ms)
     if benchmark.disabled:  # the CI's untimed pass: a token run
         benchmark(_runner(e, M, Ms, 1000))
         _info(benchmark, "gram_long", N, M, Ms, 1000)
@@ -85,7 +85,7 @@ def test_gram_one_replica_N1e8_to_t10(benchmark: Any) -> None:
     t1 = time.perf_counter() - t0
     extrapolated = 10 * t1 > 60.0
     steps = N if extrapolated else 10 * N
-    e = _engine(_core.GramEngine, N, M, Ms)
+    e = _engine("gram", N, M, Ms)
     benchmark.pedantic(_runner(e, M, Ms, steps), rounds=1, iterations=1)
     _info(benchmark, "gram_long", N, M, Ms, steps)
     benchmark.extra_info.update(t=steps / N, seconds_t1=t1, extrapolated=extrapolated,

@@ -11,16 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from linvae import _core
+import linvae
+from linvae.simulation import empty_records, new_engine
 
 
 def _run(benchmark: Any, N: int, M: int, S: int, threads: int, steps: int, kind: str,
-         engine: Any = _core.Engine64) -> None:
-    e = engine(N=N, M=M, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5, blowup=1e8, seed=0,
-               replicas=S)
+         dtype: str = "float64") -> None:
+    p = linvae.Params(M=M)
+    e = new_engine(p, N, replicas=S, dtype=dtype)
     e.init_random(threads)
-    out = [np.zeros((S, 1, M, 1))] * 2 + [np.zeros((S, 1, M, M))] * 3 + [np.zeros((S, 1, M))]
-    benchmark(e.run, np.full(steps, 0.5), np.array([], dtype=np.int64), *out, rec_start=0,
+    benchmark(e.run, np.full(steps, 0.5), np.array([], dtype=np.int64), empty_records(p, S, 1),
+              rec_start=0,
               threads=threads)
     benchmark.extra_info.update(kind=kind, N=N, M=M, threads=threads, elements=steps * N * S)
 
@@ -32,7 +33,7 @@ def test_scaling_in_N(benchmark: Any, N: int) -> None:
 
 @pytest.mark.parametrize("N", [1_000, 10_000, 100_000, 1_000_000, 10_000_000])
 def test_scaling_in_N_float32(benchmark: Any, N: int) -> None:
-    _run(benchmark, N, 1, 1, 1, max(2, 2_000_000 // N), "scale_N32", _core.Engine32)
+    _run(benchmark, N, 1, 1, 1, max(2, 2_000_000 // N), "scale_N32", "float32")
 
 
 @pytest.mark.parametrize("M", [1, 2, 4, 8])

@@ -14,6 +14,7 @@ import pytest
 import linvae
 from linvae import _core
 from linvae.reference import ReferenceSGD
+from linvae.simulation import empty_records, new_engine
 
 NS = [1_000, 10_000, 100_000]
 MS = [1, 2]
@@ -28,17 +29,14 @@ def _info(benchmark: Any, kind: str, N: int, M: int, elements: int, threads: int
     benchmark.extra_info.update(kind=kind, N=N, M=M, elements=elements, threads=threads)
 
 
-def _engine_steps(benchmark: Any, N: int, M: int, kind: str, engine: Any = _core.Engine64,
-                  **options: Any) -> None:
+def _engine_steps(benchmark: Any, N: int, M: int, kind: str, dtype: str = "float64") -> None:
     # one round: WORK // N steps of one replica, nothing recorded
-    e = engine(N=N, M=M, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5, blowup=1e8, seed=0,
-               replicas=1, **options)
+    e = new_engine(_params(M), N, dtype=dtype)
     e.init_random(1)
     n = max(1, WORK // N)
     beta = np.full(n, _params(M).beta_inf)
     none = np.array([], dtype=np.int64)
-    out = [np.zeros((1, 1, M, 1))] * 2 + [np.zeros((1, 1, M, M))] * 3 + [np.zeros((1, 1, M))]
-    benchmark(e.run, beta, none, *out, rec_start=0, threads=1)
+    benchmark(e.run, beta, none, empty_records(_params(M), 1, 1), rec_start=0, threads=1)
     _info(benchmark, kind, N, M, n * N)
 
 
@@ -51,7 +49,7 @@ def test_engine_step(benchmark: Any, N: int, M: int) -> None:
 @pytest.mark.parametrize("N", NS)
 def test_engine_step_float32(benchmark: Any, N: int) -> None:
     # float32 weights: float arithmetic and float normals (two per random word)
-    _engine_steps(benchmark, N, 1, "engine32", _core.Engine32)
+    _engine_steps(benchmark, N, 1, "engine32", "float32")
 
 
 @pytest.mark.parametrize("M", MS)

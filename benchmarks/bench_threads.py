@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+import linvae
 from linvae import _core
+from linvae.simulation import empty_records, new_engine
 
 WORK = 200_000_000  # row updates per round: ~0.2 s of one thread
 
@@ -59,14 +61,13 @@ def busy(request: pytest.FixtureRequest) -> Iterator[None]:
 def test_one_replica_over_threads(benchmark: Any, busy: None, N: int, threads: int,
                                   request: pytest.FixtureRequest) -> None:
     load = request.node.callspec.params["busy"]
-    e = _core.Engine64(N=N, M=1, M_star=1, rho=[1.0], eta=1.0, lam=0.0, tau=0.5, blowup=1e8,
-                       seed=0, replicas=1)
+    e = new_engine(linvae.Params(), N)
     e.init_random(1)
     steps = max(2, WORK // N)
-    out = [np.zeros((1, 1, 1, 1))] * 5 + [np.zeros((1, 1, 1))]
+    out = empty_records(linvae.Params(), 1, 1)
     beta = np.full(steps, 0.5)
     none = np.array([], dtype=np.int64)
-    benchmark.pedantic(e.run, args=(beta, none, *out),
+    benchmark.pedantic(e.run, args=(beta, none, out),
                        kwargs={"rec_start": 0, "threads": threads}, rounds=5, warmup_rounds=1)
     benchmark.extra_info.update(kind=f"team_{load}", N=N, M=1, threads=threads,
                                 elements=steps * N)

@@ -55,17 +55,11 @@ struct DataOptions {
         py::arg("order") = "shuffle", py::arg("dataset_seed") = 0,                       \
         py::arg("dataset_shared") = false
 
-inline ModelConfig model_config(std::int64_t N, int M, int M_star, std::vector<double> rho,
-                                double eta, double lam, double tau, double blowup,
+inline ModelConfig model_config(std::int64_t N, const Params& p, double blowup,
                                 const DataOptions& o) {
     ModelConfig c;
+    static_cast<Params&>(c) = p;
     c.N = N;
-    c.M = M;
-    c.Ms = M_star;
-    c.rho = std::move(rho);
-    c.eta = eta;
-    c.lam = lam;
-    c.tau = tau;
     c.blowup = blowup;
     try {
         c.noise = NoiseLaw{family_named(o.noise), o.noise_df};
@@ -84,26 +78,38 @@ inline ModelConfig model_config(std::int64_t N, int M, int M_star, std::vector<d
     return c;
 }
 
-// run(beta, records, m, d, Q, E, R, D, rec_start, threads): beta per step, records as
-// increasing step offsets in [0, len(beta)], written at t index rec_start + k of the
-// (S, T, ...) arrays.
+// run(beta, records, out, rec_start, threads): beta per step, records as increasing step
+// offsets in [0, len(beta)], written at t index rec_start + k of the (S, T, ...) arrays of
+// out, one per order parameter by its name.
 template <class E>
-void run(E& e, carray<double> beta, carray<std::int64_t> records, carray<double> m,
-         carray<double> d, carray<double> Q, carray<double> E_, carray<double> R,
-         carray<double> D, std::int64_t rec_start, int threads,
-         std::optional<carray<double>> train_Bb, std::optional<carray<double>> train_Cab) {
+void run(E& e, carray<double> beta, carray<std::int64_t> records, const py::dict& out,
+         std::int64_t rec_start, int threads, std::optional<carray<double>> train_Bb,
+         std::optional<carray<double>> train_Cab) {
     const auto& c = e.config();
     const py::ssize_t S = e.replicas();
     const std::int64_t n_steps = beta.ndim() == 1 ? beta.shape(0) : -1;
     if (n_steps < 0) throw py::value_error("beta must be one-dimensional");
     if (records.ndim() != 1) throw py::value_error("records must be one-dimensional");
-    const py::ssize_t T = m.ndim() == 4 ? m.shape(1) : -1;
-    expect_shape(m, {S, T, c.M, c.Ms}, "m");
-    expect_shape(d, {S, T, c.M, c.Ms}, "d");
-    expect_shape(Q, {S, T, c.M, c.M}, "Q");
-    expect_shape(E_, {S, T, c.M, c.M}, "E");
-    expect_shape(R, {S, T, c.M, c.M}, "R");
-    expect_shape(D, {S, T, c.M}, "D");
+    RecordSink sink;
+    std::vector<carray<double>> arrays;  // keeps the arrays alive over the run
+    py::ssize_t T = -1;
+    for (const auto& o : kOrderParameters) {
+        if (!out.contains(o.name)) throw py::value_error(std::string("out is missing ") + o.name);
+        // a check, not a cast: a converted copy would take the records and be dropped
+        if (!py::isinstance<carray<double>>(out[o.name]))
+            throw py::value_error(std::string(o.name) + " must be a C-contiguous float64 array");
+        auto a = py::reinterpret_borrow<carray<double>>(out[o.name]);
+        if (!a.writeable()) throw py::value_error(std::string(o.name) + " is not writeable");
+        if (T < 0) T = a.ndim() >= 2 ? a.shape(1) : 0;
+        std::vector<py::ssize_t> shape{S, T, c.M};
+        if (o.shape == Shape::kLatentFactor) shape.push_back(c.Ms);
+        else if (o.shape != Shape::kLatent) shape.push_back(c.M);
+        expect_shape(a, std::move(shape), o.name);
+        arrays.push_back(std::move(a));
+    }
+    for (std::size_t i = 0; i < arrays.size(); ++i) sink.out[i] = arrays[i].mutable_data();
+    sink.T = T;
+    sink.rec_start = rec_start;
     const std::int64_t n_rec = records.shape(0);
     const std::int64_t* rec = records.data();
     for (std::int64_t k = 0; k < n_rec; ++k)
@@ -111,8 +117,6 @@ void run(E& e, carray<double> beta, carray<std::int64_t> records, carray<double>
             throw py::value_error("records must be increasing offsets in [0, len(beta)]");
     if (rec_start < 0 || rec_start + n_rec > T)
         throw py::value_error("records do not fit the output arrays");
-    RecordSink sink{m.mutable_data(), d.mutable_data(), Q.mutable_data(), E_.mutable_data(),
-                    R.mutable_data(), D.mutable_data(), T, rec_start};
     if (train_Bb.has_value() != train_Cab.has_value())
         throw py::value_error("give both train_Bb and train_Cab, or neither");
     if (train_Bb) {

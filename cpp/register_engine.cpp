@@ -28,26 +28,22 @@ template <class Real>
 void register_engine_type(py::module_& m, const char* name) {
     using E = Engine<Real>;
     py::class_<E>(m, name)
-        .def(py::init([](std::int64_t N, int M, int M_star, std::vector<double> rho, double eta,
-                         double lam, double tau, double blowup, std::uint64_t seed, int replicas,
+        .def(py::init([](std::int64_t N, const linvae::Params& p, double blowup, std::uint64_t seed, int replicas,
                          std::string noise, double noise_df, std::string factors,
                          std::int64_t dataset_size, std::string order, std::uint64_t dataset_seed,
                          bool dataset_shared) {
                  const linvae::bind::DataOptions o{noise, noise_df, factors, dataset_size,
                                                    order, dataset_seed, dataset_shared};
-                 return std::make_unique<E>(linvae::bind::model_config(N, M, M_star, std::move(rho),
-                                                                      eta, lam, tau, blowup, o),
+                 return std::make_unique<E>(linvae::bind::model_config(N, p, blowup, o),
                                             seed, replicas);
              }),
-             py::arg("N"), py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"),
-             py::arg("lam"), py::arg("tau"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"),
+             py::arg("N"), py::arg("params"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"),
              LINVAE_DATA_ARGS)
         .def("init_random", &E::init_random, py::arg("threads"),
              py::call_guard<py::gil_scoped_release>())
         .def("init_prescribed", &E::init_prescribed, py::arg("S"), py::arg("D"), py::arg("threads"),
              py::call_guard<py::gil_scoped_release>())
-        .def("run", &linvae::bind::run<E>, py::arg("beta"), py::arg("records"), py::arg("m"),
-             py::arg("d"), py::arg("Q"), py::arg("E"), py::arg("R"), py::arg("D"),
+        .def("run", &linvae::bind::run<E>, py::arg("beta"), py::arg("records"), py::arg("out"),
              py::arg("rec_start"), py::arg("threads"),
              py::arg("train_Bb") = py::none(), py::arg("train_Cab") = py::none())
         .def("status", &linvae::bind::status<E>,

@@ -34,19 +34,17 @@ void register_gram(py::module_& m) {
                            "The Gram chain: the exact finite-N law of the order parameters "
                            "(Gaussian data) at a cost per step independent of N. Same "
                            "interface as Engine64.")
-        .def(py::init([](std::int64_t N, int M, int M_star, std::vector<double> rho, double eta,
-                         double lam, double tau, double blowup, std::uint64_t seed, int replicas,
+        .def(py::init([](std::int64_t N, const linvae::Params& p, double blowup, std::uint64_t seed, int replicas,
                          std::string noise, double noise_df, std::string factors,
                          std::int64_t dataset_size, std::string order, std::uint64_t dataset_seed,
                          bool dataset_shared, bool compensated) {
                  const linvae::bind::DataOptions o{noise, noise_df, factors, dataset_size,
                                                    order, dataset_seed, dataset_shared};
                  return std::make_unique<GramEngine>(
-                     linvae::bind::model_config(N, M, M_star, std::move(rho), eta, lam, tau, blowup, o),
+                     linvae::bind::model_config(N, p, blowup, o),
                      seed, replicas, compensated);
              }),
-             py::arg("N"), py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"),
-             py::arg("lam"), py::arg("tau"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"),
+             py::arg("N"), py::arg("params"), py::arg("blowup"), py::arg("seed"), py::arg("replicas"),
              LINVAE_DATA_ARGS, py::arg("compensated") = true)
         .def_property_readonly("K", &GramEngine::K, "M* + 2M, the size of the Gram matrix.")
         .def("init_random", &GramEngine::init_random, py::arg("threads"),
@@ -79,8 +77,7 @@ void register_gram(py::module_& m) {
              py::arg("G"), py::arg("D"), py::arg("threads"),
              "A prescribed start from the Gram matrix itself, taken exactly.")
         .def("run", &linvae::bind::run<GramEngine>, py::arg("beta"), py::arg("records"),
-             py::arg("m"), py::arg("d"), py::arg("Q"), py::arg("E"), py::arg("R"), py::arg("D"),
-             py::arg("rec_start"), py::arg("threads"), py::arg("train_Bb") = py::none(),
+             py::arg("out"), py::arg("rec_start"), py::arg("threads"), py::arg("train_Bb") = py::none(),
              py::arg("train_Cab") = py::none(),
              "As Engine64.run: beta per step, records as increasing step offsets in "
              "[0, len(beta)], written at t index rec_start + k of the (S, T, ...) arrays.")

@@ -28,15 +28,9 @@ void expect(bool ok, const std::string& what) {
 }
 
 // sched: the kScheduleParams parameters of the schedule of this kind
-ode::Model make_model(int M, int M_star, std::vector<double> rho, double eta, double lam, double tau,
-                      int kind, const double* sched) {
+ode::Model make_model(const linvae::Params& p, int kind, const double* sched) {
     ode::Model m;
-    m.M = M;
-    m.Ms = M_star;
-    m.rho = std::move(rho);
-    m.eta = eta;
-    m.lam = lam;
-    m.tau = tau;
+    static_cast<linvae::Params&>(m) = p;
     m.beta = ode::Schedule::make(kind, sched);
     return m;
 }
@@ -57,25 +51,28 @@ ode::SolveOptions solve_options(const std::string& method, double rtol, double a
     return o;
 }
 
-// Grid inputs: P points of one (M, M*), parameters per point, a start state per point.
+// Grid inputs: P points of one (M, M*), parameters per point (rho (P, M*) and each real
+// parameter of linvae/model.hpp (P,), by name), a start state per point.
 struct GridInputs {
     int M, Ms, n;
     py::ssize_t P;
-    carray<double> rho, eta, lam, tau, sched, y0;
+    carray<double> rho, sched, y0;
+    std::vector<carray<double>> reals;  // in the order of kRealParams
     carray<std::int32_t> kind;
 
-    GridInputs(int M_, int Ms_, carray<double> rho_, carray<double> eta_, carray<double> lam_,
-               carray<double> tau_, carray<std::int32_t> kind_, carray<double> sched_,
-               carray<double> y0_)
-        : M(M_), Ms(Ms_), n(ode::Layout(M_, Ms_).n), P(eta_.ndim() == 1 ? eta_.shape(0) : -1),
-          rho(std::move(rho_)), eta(std::move(eta_)), lam(std::move(lam_)), tau(std::move(tau_)),
-          sched(std::move(sched_)), y0(std::move(y0_)), kind(std::move(kind_)) {
+    GridInputs(int M_, int Ms_, carray<double> rho_, const py::dict& reals_, carray<std::int32_t> kind_,
+               carray<double> sched_, carray<double> y0_)
+        : M(M_), Ms(Ms_), n(ode::Layout(M_, Ms_).n), P(kind_.ndim() == 1 ? kind_.shape(0) : -1),
+          rho(std::move(rho_)), sched(std::move(sched_)), y0(std::move(y0_)), kind(std::move(kind_)) {
         expect(M >= 1 && Ms >= 1, "M and M_star must be >= 1");
-        expect(P >= 0, "eta must be one-dimensional");
+        expect(P >= 0, "kind must be one-dimensional");
         expect(rho.ndim() == 2 && rho.shape(0) == P && rho.shape(1) == Ms, "rho must have shape (P, M_star)");
-        for (const auto* a : {&lam, &tau})
-            expect(a->ndim() == 1 && a->shape(0) == P, "lam and tau must have shape (P,)");
-        expect(kind.ndim() == 1 && kind.shape(0) == P, "kind must have shape (P,)");
+        for (const auto& r : linvae::kRealParams) {
+            expect(reals_.contains(r.name), std::string("params is missing ") + r.name);
+            auto a = carray<double>::ensure(reals_[r.name]);
+            expect(a && a.ndim() == 1 && a.shape(0) == P, std::string(r.name) + " must have shape (P,)");
+            reals.push_back(std::move(a));
+        }
         expect(sched.ndim() == 2 && sched.shape(0) == P && sched.shape(1) == ode::kScheduleParams,
                "schedule_params must have shape (P, 4)");
         expect(y0.ndim() == 2 && y0.shape(0) == P && y0.shape(1) == n, "y0 must have shape (P, n)");
@@ -84,9 +81,12 @@ struct GridInputs {
     }
 
     ode::Model model(py::ssize_t i) const {
-        return make_model(M, Ms, std::vector<double>(rho.data() + i * Ms, rho.data() + (i + 1) * Ms),
-                          eta.data()[i], lam.data()[i], tau.data()[i], kind.data()[i],
-                          sched.data() + i * ode::kScheduleParams);
+        linvae::Params p;
+        p.M = M;
+        p.Ms = Ms;
+        p.rho.assign(rho.data() + i * Ms, rho.data() + (i + 1) * Ms);
+        for (std::size_t k = 0; k < reals.size(); ++k) p.*linvae::kRealParams[k].member = reals[k].data()[i];
+        return make_model(p, kind.data()[i], sched.data() + i * ode::kScheduleParams);
     }
 };
 
@@ -114,18 +114,15 @@ void register_ode(py::module_& m) {
     py::class_<ode::System>(m, "OdeSystem",
                             "The ODEs of docs/model.md#odes for one parameter set, in the flat layout "
                             "of linvae.ode.StateLayout.")
-        .def(py::init([](int M, int M_star, std::vector<double> rho, double eta, double lam, double tau,
-                         int schedule_kind, std::vector<double> schedule_params,
+        .def(py::init([](const linvae::Params& p, int schedule_kind, std::vector<double> schedule_params,
                          std::vector<double> drift) {
                  expect(schedule_params.size() == static_cast<std::size_t>(ode::kScheduleParams),
                         "schedule_params must have 4 entries");
-                 ode::System s(make_model(M, M_star, std::move(rho), eta, lam, tau, schedule_kind,
-                                          schedule_params.data()));
+                 ode::System s(make_model(p, schedule_kind, schedule_params.data()));
                  s.set_drift(std::move(drift));
                  return s;
              }),
-             py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"), py::arg("lam"),
-             py::arg("tau"), py::arg("schedule_kind"), py::arg("schedule_params"),
+             py::arg("params"), py::arg("schedule_kind"), py::arg("schedule_params"),
              py::arg("drift") = std::vector<double>{})
         .def_property_readonly("size", &ode::System::size)
         .def("beta", &ode::System::beta, py::arg("t"))
@@ -217,12 +214,10 @@ void register_ode(py::module_& m) {
 
     m.def(
         "ode_integrate_grid",
-        [](int M, int M_star, carray<double> rho, carray<double> eta, carray<double> lam,
-           carray<double> tau, carray<std::int32_t> kind, carray<double> sched, carray<double> y0,
+        [](int M, int M_star, carray<double> rho, const py::dict& reals, carray<std::int32_t> kind, carray<double> sched, carray<double> y0,
            carray<double> t_eval, double t_max, const std::string& method, double rtol, double atol,
            double psd_tol, double runaway, std::int64_t max_steps, int threads) {
-            GridInputs in(M, M_star, std::move(rho), std::move(eta), std::move(lam), std::move(tau),
-                          std::move(kind), std::move(sched), std::move(y0));
+            GridInputs in(M, M_star, std::move(rho), reals, std::move(kind), std::move(sched), std::move(y0));
             expect(t_eval.ndim() == 1, "t_eval must be one-dimensional");
             const auto opt = solve_options(method, rtol, atol, psd_tol, runaway, max_steps);
             const py::ssize_t P = in.P, T = t_eval.shape(0);
@@ -281,8 +276,7 @@ void register_ode(py::module_& m) {
             d["nfev"] = nfev;
             return d;
         },
-        py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"), py::arg("lam"), py::arg("tau"),
-        py::arg("kind"), py::arg("schedule_params"), py::arg("y0"), py::arg("t_eval"), py::arg("t_max"),
+        py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("reals"), py::arg("kind"), py::arg("schedule_params"), py::arg("y0"), py::arg("t_eval"), py::arg("t_max"),
         py::arg("method"), py::arg("rtol"), py::arg("atol"), py::arg("psd_tol"), py::arg("runaway"),
         py::arg("max_steps"), py::arg("threads"),
         "Integrate P parameter points (OpenMP over points); status per point: 0 reached t_max, "
@@ -291,13 +285,11 @@ void register_ode(py::module_& m) {
 
     m.def(
         "ode_steady_state_grid",
-        [](int M, int M_star, carray<double> rho, carray<double> eta, carray<double> lam,
-           carray<double> tau, carray<std::int32_t> kind, carray<double> sched, carray<double> y0,
+        [](int M, int M_star, carray<double> rho, const py::dict& reals, carray<std::int32_t> kind, carray<double> sched, carray<double> y0,
            carray<std::int32_t> n_zero, double t_settle, int max_rounds, const std::string& method,
            double rtol, double atol, double psd_tol, double runaway, double residual_tol, double eig_tol,
            std::int64_t max_steps, int threads) {
-            GridInputs in(M, M_star, std::move(rho), std::move(eta), std::move(lam), std::move(tau),
-                          std::move(kind), std::move(sched), std::move(y0));
+            GridInputs in(M, M_star, std::move(rho), reals, std::move(kind), std::move(sched), std::move(y0));
             expect(n_zero.ndim() == 1 && n_zero.shape(0) == in.P, "n_zero must have shape (P,)");
             ode::SteadyOptions opt;
             opt.solve = solve_options(method, rtol, atol, psd_tol, runaway, max_steps);
@@ -351,8 +343,7 @@ void register_ode(py::module_& m) {
             d["nfev"] = nfev;
             return d;
         },
-        py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("eta"), py::arg("lam"), py::arg("tau"),
-        py::arg("kind"), py::arg("schedule_params"), py::arg("y0"), py::arg("n_zero"),
+        py::arg("M"), py::arg("M_star"), py::arg("rho"), py::arg("reals"), py::arg("kind"), py::arg("schedule_params"), py::arg("y0"), py::arg("n_zero"),
         py::arg("t_settle"), py::arg("max_rounds"), py::arg("method"), py::arg("rtol"), py::arg("atol"),
         py::arg("psd_tol"), py::arg("runaway"), py::arg("residual_tol"), py::arg("eig_tol"),
         py::arg("max_steps"), py::arg("threads"),

@@ -39,7 +39,11 @@ exclude_patterns = ["_build", "gallery/README.txt", "auto_examples/*.ipynb",
 templates_path: list[str] = []
 
 # -- MyST --------------------------------------------------------------------------------
+# dollarmath: $...$ inline and $$...$$ display math (docs/model.md), rendered by MathJax,
+# the same syntax GitHub renders. Not amsmath: its top-level \begin{align} is not GitHub's;
+# multi-line equations use \begin{aligned} inside $$ instead.
 myst_enable_extensions = ["colon_fence", "dollarmath", "deflist"]
+# heading anchors (guide.md#the-command-line); model.md also has explicit <a id="..."> ones
 myst_heading_anchors = 3
 
 # -- autodoc and napoleon (numpy style) ----------------------------------------------------

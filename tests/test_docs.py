@@ -10,6 +10,9 @@ How a block is treated depends on its fence language:
   exit with 0; ``pip install ...`` lines are installation steps and are not run;
 * ``toml``: parsed, and an excerpt of the file it is introduced as (``[path](path):``):
   every key it shows has the file's value;
+* ``cpp``: an excerpt of the file it is introduced as (``[path](path):``, required): its
+  lines appear in that file in the same order (indentation aside; a line ``// ...``
+  stands for lines left out), so that a recipe cannot show code that is not there;
 * no language or ``text``: output listings, directory trees, formulas; not run.
 
 A block may be shrunk for the test by an HTML comment on the line(s) right before its
@@ -46,7 +49,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_PYTHON = ("python",)
 RUN_SHELL = ("bash", "sh", "console")
 NOT_RUN = ("", "text")
-LANGUAGES = (*RUN_PYTHON, *RUN_SHELL, "toml", *NOT_RUN)
+LANGUAGES = (*RUN_PYTHON, *RUN_SHELL, "toml", "cpp", *NOT_RUN)
 #: why a block may be skipped (the reason of a skip marker must contain one of these)
 SKIP_REASONS = ("needs a SLURM cluster", "runs forever")
 #: the set-up commands of the README, verbatim
@@ -68,7 +71,8 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        path = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{path}:{self.line}"
 
 
 def parse_blocks(path: Path) -> list[Block]:
@@ -201,10 +205,34 @@ class FileRun:
         code = prepared(block)
         if block.lang == "toml":
             self._check_toml(block, code)
+        elif block.lang == "cpp":
+            self._check_excerpt(block, code)
         elif block.lang in RUN_PYTHON:
             self._run_python(block, code)
         else:
             self._run_shell(block, code)
+
+    def _source_of(self, block: Block) -> str | None:
+        """The file a block is introduced as an excerpt of (``[path](path):``), if any."""
+        lines = block.path.read_text(encoding="utf-8").splitlines()[:block.line - 1]
+        intro = next((ln for ln in reversed(lines) if ln.strip()), "")
+        m = re.search(r"\]\(([^)]+)\):\s*$", intro)
+        return None if m is None else m[1]
+
+    def _check_excerpt(self, block: Block, code: str) -> None:
+        source = self._source_of(block)
+        assert source is not None, f"{block.id}: a cpp block must follow '[path](path):'"
+        path = (block.path.parent / source) if not (ROOT / source).exists() else ROOT / source
+        have = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        at = 0
+        for line in (ln.strip() for ln in code.splitlines()):
+            if not line or line == "// ...":
+                continue
+            try:
+                at = have.index(line, at) + 1
+            except ValueError:
+                pytest.fail(f"{block.id}: {line!r} is not in {source} (after the lines "
+                            f"before it)")
 
     def _check_toml(self, block: Block, code: str) -> None:
         tomllib = pytest.importorskip("tomllib")
@@ -317,3 +345,24 @@ def test_marker_parsing() -> None:
     assert shell_commands("# c\nlinvae info   # v\n\nlinvae a \\\n  --b 1\n") == [
         "linvae info   # v", "linvae a    --b 1"]
     assert shell_commands("$ linvae info\nlinvae 0.1.0\n", console=True) == ["linvae info"]
+
+
+def test_a_cpp_excerpt_must_be_in_the_file_it_quotes(tmp_path: Path) -> None:
+    # the check has power: a line that is not in the quoted file, or lines out of order,
+    # or a block without its '[path](path):' fail
+    page = tmp_path / "page.md"
+    run = FileRun.__new__(FileRun)
+    intro = "In [cpp/linvae/model.hpp](cpp/linvae/model.hpp):\n\n"
+    good = "```cpp\nX(eta, 1.0)               \\\n// ...\nX(tau, 0.5)\n```\n"
+    for text, ok in ((intro + good, True),
+                     (intro + "```cpp\nX(tau, 0.5)\nX(eta, 1.0)               \\\n```\n", False),
+                     (intro + "```cpp\nX(kappa, 1.0)\n```\n", False),
+                     ("Not an excerpt:\n\n" + good, False)):
+        page.write_text(text)
+        block = parse_blocks(page)[0]
+        try:
+            run._check_excerpt(block, block.code)
+            passed = True
+        except (AssertionError, pytest.fail.Exception):
+            passed = False
+        assert passed == ok, text

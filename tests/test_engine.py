@@ -11,6 +11,7 @@ import pytest
 import linvae
 from linvae.dataset import parse_state
 from linvae.reference import ReferenceSGD
+from linvae.simulation import empty_records
 
 EngineFactory = Callable[..., Any]
 
@@ -115,14 +116,20 @@ def test_engine_rejects_bad_output_arrays(engine_factory: EngineFactory) -> None
     p = CASES[0]
     e = engine_factory(p, 100)
     e.init_random(1)
-    ok = [np.zeros((1, 2, 1, 1))] * 5 + [np.zeros((1, 2, 1))]
+    ok = empty_records(p, 1, 2)
     with pytest.raises(ValueError, match="shape"):
-        e.run(np.full(3, 0.5), np.array([0, 3]), *ok[:5], np.zeros((1, 1, 1)), rec_start=0,
-              threads=1)
+        e.run(np.full(3, 0.5), np.array([0, 3]), {**ok, "D": np.zeros((1, 1, 1))},
+              rec_start=0, threads=1)
+    with pytest.raises(ValueError, match="missing D"):
+        e.run(np.full(3, 0.5), np.array([0, 3]), {k: v for k, v in ok.items() if k != "D"},
+              rec_start=0, threads=1)
+    with pytest.raises(ValueError, match="C-contiguous float64"):  # a copy would drop the records
+        e.run(np.full(3, 0.5), np.array([0, 3]), {**ok, "Q": ok["Q"].astype(np.float32)},
+              rec_start=0, threads=1)
     with pytest.raises(ValueError, match="records"):
-        e.run(np.full(3, 0.5), np.array([2, 1]), *ok, rec_start=0, threads=1)
+        e.run(np.full(3, 0.5), np.array([2, 1]), ok, rec_start=0, threads=1)
     with pytest.raises(ValueError, match="fit"):
-        e.run(np.full(3, 0.5), np.array([0, 3]), *ok, rec_start=1, threads=1)
+        e.run(np.full(3, 0.5), np.array([0, 3]), ok, rec_start=1, threads=1)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -139,12 +146,11 @@ def test_fused_run_equals_numpy_reference(p: linvae.Params, dtype: str, engine_f
     st = e.get_state(0)
     ref = ReferenceSGD(p, N, W=st["W"], V=st["V"], D=st["D"], W_star=st["W_star"])
     none = np.array([], dtype=np.int64)
-    out = [np.zeros((1, 1, p.M, p.M_star))] * 2 + [np.zeros((1, 1, p.M, p.M))] * 3 + \
-        [np.zeros((1, 1, p.M))]
+    out = empty_records(p, 1, 1)
     tol = 1e-12 if dtype == "float64" else 2e-5
     for step in range(6):
         beta = 0.3 + 0.1 * step
-        e.run(np.array([beta]), none, *out, rec_start=0, threads=1)
+        e.run(np.array([beta]), none, out, rec_start=0, threads=1)
         st = e.get_state(0)
         if step:  # the weights now include every step before this one
             np.testing.assert_allclose(st["W"], ref.W, rtol=0, atol=tol)

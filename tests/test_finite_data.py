@@ -68,10 +68,9 @@ def stored_dataset(e: Any, p: linvae.Params, P: int, r: int = 0) -> tuple[Array,
     return X, size
 
 
-def out_arrays(p: linvae.Params, S: int = 1, T: int = 1) -> list[Array]:
-    """Record arrays (m, d, Q, E, R, D) of an engine's run."""
-    rec = empty_records(p, S, T)
-    return [rec[k] for k in ("m", "d", "Q", "E", "R", "D")]
+def out_arrays(p: linvae.Params, S: int = 1, T: int = 1) -> dict[str, Array]:
+    """Record arrays of an engine's run, by order parameter."""
+    return empty_records(p, S, T)
 
 
 def numpy_train_loss(X: Array, W: Array, V: Array, D: Array, beta: float, lam: float) -> float:
@@ -133,7 +132,7 @@ def test_engine_trains_on_the_stored_samples(p: linvae.Params, N: int, P: int,
     out = out_arrays(p)
     beta = p.beta_inf
     for s in range(steps):
-        e.run(np.array([beta]), NONE, *out, rec_start=0, threads=1)
+        e.run(np.array([beta]), NONE, out, rec_start=0, threads=1)
         st = e.get_state(0)
         assert st["steps"] == s + 1
         mu = int(mus[s])
@@ -161,7 +160,7 @@ def test_engine_trains_on_the_stored_samples(p: linvae.Params, N: int, P: int,
     np.testing.assert_allclose(w["V"], ref.V, rtol=0, atol=w_tol)
     # the same steps in one run (as simulate takes them, in chunks) give the same state
     one = engine(p, N, P, order=order, dtype=dtype, **data)
-    one.run(np.full(steps, beta), NONE, *out, rec_start=0, threads=1)
+    one.run(np.full(steps, beta), NONE, out, rec_start=0, threads=1)
     one.flush()
     for k, v in one.weights(0).items():
         assert np.array_equal(v, w[k]), k
@@ -419,13 +418,13 @@ def test_training_loss_is_the_mean_loss_over_the_samples(p: linvae.Params, order
         out = out_arrays(p, S)
         Bb, Cab = np.full((S, 1, p.M, p.M), np.nan), np.full((S, 1, p.M, p.M), np.nan)
         beta = np.asarray(p.beta_at(np.arange(steps) / N), dtype=np.float64)
-        e.run(beta, np.array([steps], dtype=np.int64), *out, rec_start=0, threads=1,
+        e.run(beta, np.array([steps], dtype=np.int64), out, rec_start=0, threads=1,
               train_Bb=Bb, train_Cab=Cab)
         beta_t = float(p.beta_at(t))
-        engine_loss = loss_terms(Bb, Cab, out[2], out[3], out[5], beta=beta_t, lam=p.lam)[2]
+        engine_loss = loss_terms(Bb, Cab, out["Q"], out["E"], out["D"], beta=beta_t, lam=p.lam)[2]
         # The replay is simulate's trajectory, and a record at the end of a run takes the
         # arithmetic of the pass simulate goes on with: the same bits.
-        np.testing.assert_array_equal(out[2][:, 0], ds["Q"].values[:, ti])
+        np.testing.assert_array_equal(out["Q"][:, 0], ds["Q"].values[:, ti])
         # The float32 M = M* = 1 pass sums Q in single precision over runs of 128 rows
         # (relative rounding ~1e-7 per run); every other sum is in double.
         tol = 1e-10 if dtype == "float64" or p.M > 1 else 1e-6
@@ -448,7 +447,7 @@ def test_training_moments_need_a_finite_dataset() -> None:
     e.init_random(1)
     Bb = np.zeros((1, 1, 1, 1))
     with pytest.raises(ValueError, match="finite dataset"):
-        e.run(np.full(2, 0.5), np.array([2], dtype=np.int64), *out_arrays(P11), rec_start=0,
+        e.run(np.full(2, 0.5), np.array([2], dtype=np.int64), out_arrays(P11), rec_start=0,
               threads=1, train_Bb=Bb, train_Cab=Bb.copy())
     with pytest.raises(ValueError, match="finite dataset"):
         e.sample(0, 0)

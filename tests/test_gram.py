@@ -60,8 +60,7 @@ def drive(engine: Any, p: linvae.Params, N: int, times: list[float], *, threads:
         last = s0 + n >= total
         lo, hi = np.searchsorted(steps, [s0, s0 + n + 1 if last else s0 + n])
         engine.run(p.beta_at((s0 + np.arange(n)) / N), (steps[lo:hi] - s0).astype(np.int64),
-                   ops["m"], ops["d"], ops["Q"], ops["E"], ops["R"], ops["D"],
-                   rec_start=int(lo), threads=threads)
+                   ops, rec_start=int(lo), threads=threads)
         s0 += n
         if last:
             return ops
@@ -395,9 +394,9 @@ def test_singular_starts_are_exact_not_divergent() -> None:
     (lambda e: e.set_state(0, {**e.get_state(0), "stream": np.zeros(4, np.uint64)}),
      "all-zero"),
     (lambda e: e.gram(5), "replica out of range"),
-    (lambda e: e.run(np.zeros(3), np.array([2, 1]), *empty_ops(P11, 1, 2).values(),
+    (lambda e: e.run(np.zeros(3), np.array([2, 1]), empty_ops(P11, 1, 2),
                      rec_start=0, threads=1), "records must be increasing"),
-    (lambda e: e.run(np.zeros(3), np.array([0]), *empty_ops(P11, 2, 1).values(),
+    (lambda e: e.run(np.zeros(3), np.array([0]), empty_ops(P11, 2, 1),
                      rec_start=0, threads=1), "wrong shape"),
 ])
 def test_binding_rejects_bad_arguments(call: Any, match: str) -> None:

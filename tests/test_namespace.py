@@ -16,7 +16,7 @@ HEAVY = ("numpy", "xarray", "scipy", "matplotlib", "netCDF4", "pandas", "dask")
 
 
 def test_every_public_name_resolves_to_its_home() -> None:
-    assert len(linvae.__all__) <= 16, "the top level is for the user's verbs and nouns"
+    assert len(linvae.__all__) <= 20, "the top level is for the user's verbs and nouns"
     for name in linvae.__all__:
         value = getattr(linvae, name)
         if name != "__version__":
@@ -24,11 +24,18 @@ def test_every_public_name_resolves_to_its_home() -> None:
             assert getattr(home, name) is value, name
 
 
+def test_simulate_option_objects_are_top_level() -> None:
+    # the objects that hold simulate's options, each from its module
+    assert {"DataSpec", "Weights", "Gram", "Checkpoint"} <= set(linvae.__all__)
+    assert linvae._HOME["DataSpec"] == "data" and linvae._HOME["Checkpoint"] == "simulation"
+    assert linvae._HOME["Weights"] == linvae._HOME["Gram"] == "methods"
+
+
 def test_dir_lists_names_and_modules() -> None:
     listing = dir(linvae)
     assert set(linvae.__all__) <= set(listing)
     for mod in ("ode", "stability", "findings", "states", "schedules", "sweeps", "plot",
-                "errors", "io", "observables"):
+                "errors", "io", "observables", "data", "methods"):
         assert mod in listing
         assert getattr(linvae, mod).__name__ == f"linvae.{mod}"
 

@@ -109,14 +109,13 @@ def dataset_engine(p: linvae.Params, N: int, P: int, dtype: str) -> Any:
 @pytest.mark.parametrize("N", [300, 5000])
 def test_a_sample_is_the_same_at_every_visit(M: int, Ms: int, N: int, dtype: str) -> None:
     p, P, steps = params(M, Ms), 3, 13
-    rec = empty_records(p, 1, 1)
-    out = [rec[k] for k in ("m", "d", "Q", "E", "R", "D")]
+    out = empty_records(p, 1, 1)
     none = np.array([], dtype=np.int64)
     flushed, plain = dataset_engine(p, N, P, dtype), dataset_engine(p, N, P, dtype)
     first: dict[int, np.ndarray] = {}
     for s in range(steps):
         for e in (flushed, plain):
-            e.run(np.array([0.6]), none, *out, rec_start=0, threads=1)
+            e.run(np.array([0.6]), none, out, rec_start=0, threads=1)
         xs = [e.get_state(0)["x"] for e in (flushed, plain)]
         assert np.array_equal(xs[0], xs[1]), s        # a flush changed the next sample
         mu = s % P                                     # "cycle": step s visits s mod P

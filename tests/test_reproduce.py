@@ -84,11 +84,15 @@ def test_plot_result_rejects_unknown_variables(tmp_path: Path) -> None:
     assert path.read_bytes()[:4] == b"%PDF"
 
 
-def test_axis_labels_come_from_the_dataset_long_names() -> None:
+def test_axis_labels_are_the_package_s_mathtext_labels() -> None:
     p = linvae.Params()
     ds = linvae.integrate(p, t_max=0.5, init=linvae.states.overlap_state(p))
-    assert plot.axis_label(ds, "m") == "m = W^T W*/N"  # the definition part only
-    assert plot.axis_label(ds, "D") == ds["D"].attrs["long_name"]
+    assert plot.axis_label(ds, "m") == r"$m = W^{\top}W^{*}/N$"  # the definition only
+    assert plot.axis_label(ds, "D") == "encoder variance $D$"
+    assert plot.axis_label(ds, "eg") == r"generalisation error $\varepsilon_g$"
+    ds["other"] = ds["D"].copy()
+    ds["other"].attrs["long_name"] = "something else"
+    assert plot.axis_label(ds, "other") == "something else"  # else its long name
     assert plot.axis_label(ds, "not_there") == "not_there"
 
 

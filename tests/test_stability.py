@@ -329,28 +329,29 @@ def test_schedules_limits_and_roundtrip():
 # ---------------------------------------------------------------------------------------
 # the stability report (what `linvae stability` prints and writes)
 # ---------------------------------------------------------------------------------------
-#: str(stability_report(DOC)), with the residuals (machine-dependent roundoff) masked
+#: str(stability_report(DOC)), with the residuals (machine-dependent roundoff) masked: lines
+#: under 120 characters, matrix rows aligned, and no superfluous latent (M = M*) mentioned
 DOC_REPORT = """\
-fixed points of the ODEs for Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, lam=0.0, \
-tau=0.5) (3 found, up to symmetry):
-  FixedPoint(stable; latents: learned[f0]; eg=0.434, rate=0.7082, max Re(eig)=-0.1356, \
-residual=*; beta=0.5, tau=0.5)
+fixed points of the ODEs (3 found, up to symmetry) for
+  Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, lam=0.0, tau=0.5):
+  FixedPoint(stable; latents: learned[f0]; eg=0.434, rate=0.7082, max Re(eig)=-0.1356, residual=*;
+      beta=0.5, tau=0.5)
     m = [[1.3241]]
     d = [[0.5128]]
     Q = [[2.0821]]
     E = [[0.318]]
     R = [[0.7885]]
     D = [0.1936]
-  FixedPoint(unstable; latents: noise; eg=1.88, rate=0.4138, max Re(eig)=0.2191, \
-residual=*; beta=0.5, tau=0.5)
+  FixedPoint(unstable; latents: noise; eg=1.88, rate=0.4138, max Re(eig)=0.2191, residual=*; \
+beta=0.5, tau=0.5)
     m = [[0.]]
     d = [[0.]]
     Q = [[0.8803]]
     E = [[0.45]]
     R = [[0.6025]]
     D = [0.3622]
-  FixedPoint(unstable; latents: collapsed; eg=1, rate=0, max Re(eig)=0.5, residual=*; \
-beta=0.5, tau=0.5)
+  FixedPoint(unstable; latents: collapsed; eg=1, rate=0, max Re(eig)=0.5, residual=*; beta=0.5, \
+tau=0.5)
     m = [[0.]]
     d = [[0.]]
     Q = [[0.]]
@@ -359,7 +360,6 @@ beta=0.5, tau=0.5)
     D = [1.]
 thresholds (numerical; prediction of docs/model.md#findings in parentheses):
   collapse of factor 0: beta_c = 2  (rho_k + eta = 2)
-  superfluous latent stops fitting noise: beta = 1.12872  (eta = 1)
   KL annealing: gamma* = -J_max/2 = 0.0678191"""
 
 
@@ -380,7 +380,10 @@ def _masked(text: str) -> str:
 def test_report_text_single_latent(doc_report: StabilityReport) -> None:
     assert _masked(str(doc_report)) == DOC_REPORT
     assert repr(doc_report) == (f"StabilityReport({DOC!r}; 3 fixed points, 1 stable; "
-                                "beta_c = [2]; noise beta = 1.12872; gamma* = 0.0678191)")
+                                "beta_c = [2]; gamma* = 0.0678191)")
+    # no superfluous latent: nothing said about one, though its threshold is at hand
+    assert not doc_report.has_superfluous and "superfluous" not in str(doc_report)
+    assert float(doc_report.noise) == pytest.approx(1.12872, abs=1e-5)
 
 
 def test_report_dict_single_latent(doc_report: StabilityReport) -> None:
@@ -391,10 +394,10 @@ def test_report_dict_single_latent(doc_report: StabilityReport) -> None:
         f.summary() for f in doc_report.fixed_points]
     assert d["fixed_points"][0]["eg"] == pytest.approx(0.434, abs=5e-4)
     thr = d["thresholds"]
-    assert list(thr) == ["collapse_0", "noise", "gamma_star"]  # tau_max: not asked for
+    # tau_max: not asked for; noise: no superfluous latent (M = M*)
+    assert list(thr) == ["collapse_0", "gamma_star"]
     assert thr["collapse_0"]["value"] == pytest.approx(2.0, abs=1e-6)
     assert thr["collapse_0"]["predicted"] == 2.0
-    assert thr["noise"] == {"value": float(doc_report.noise), "predicted": 1.0}
     assert thr["gamma_star"]["value"] == pytest.approx(0.068, abs=5e-4)
     assert math.isnan(thr["gamma_star"]["predicted"])  # no closed form
 
@@ -406,11 +409,21 @@ def test_report_superfluous_latent(superfluous_report: StabilityReport,
     assert [fp.stable for fp in r.fixed_points] == [True] + [False] * 4
     assert r.fixed_points[0].kinds == ("learned", "noise")
     lines = str(r).splitlines()
-    assert lines[0] == f"fixed points of the ODEs for {r.params} (5 found, up to symmetry):"
-    assert lines[1].startswith("  FixedPoint(stable; latents: learned[f0], noise; eg=1.314")
-    # every fixed point with its six order parameters, M = 2 rows each for m, d, Q, E, R
+    assert lines[:2] == ["fixed points of the ODEs (5 found, up to symmetry) for",
+                         f"  {r.params}:"]
+    assert lines[2].startswith("  FixedPoint(stable; latents: learned[f0], noise; eg=1.314")
+    assert max(map(len, lines)) < 120
+    # every fixed point (one or two lines) with its six order parameters, M = 2 rows each
+    # for m, d, Q, E, R, the second row aligned under the first
+    heads = sum(ln.startswith("  FixedPoint(") for ln in lines)
+    wrapped = sum(ln.startswith("      ") and not ln.startswith("       ") for ln in lines)
+    assert heads == 5
     assert lines.index("thresholds (numerical; prediction of docs/model.md#findings in "
-                       "parentheses):") == 1 + 5 * (1 + 5 * 2 + 1)
+                       "parentheses):") == 2 + heads + wrapped + 5 * (5 * 2 + 1)
+    for i, ln in enumerate(lines):
+        if ln.startswith("    m = [["):
+            assert lines[i + 1].startswith("         [") and not lines[i + 1].startswith(
+                "          "), lines[i:i + 2]
     assert lines[-3:] == ["  collapse of factor 0: beta_c = 2  (rho_k + eta = 2)",
                           ("  superfluous latent stops fitting noise: beta = 1.12872  "
                            "(eta = 1)"),
@@ -431,7 +444,10 @@ def test_report_factor_without_latent_and_no_stable_point() -> None:
     with pytest.warns(RuntimeWarning, match="not stable for any beta"):
         r = stability_report(DOC.replace(tau=5.0))
     assert r.gamma_star is None and r.gamma_star_error.startswith("no stable fixed point")
-    assert f"  KL annealing: gamma* undefined ({r.gamma_star_error})" in str(r)
+    # said in full, in lines under 120 characters
+    assert "\n  KL annealing: gamma* undefined (" in str(r)
+    assert f"KL annealing: gamma* undefined ({r.gamma_star_error})" in " ".join(str(r).split())
+    assert max(map(len, str(r).splitlines())) < 120
     assert "gamma_star" not in r.to_dict()["thresholds"]
     assert "gamma* undefined" in repr(r)
 

@@ -250,7 +250,7 @@ def test_memory_error_is_raised_before_allocating(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(simmod._core, "Engine64", boom)
     monkeypatch.setattr(simmod._core, "Engine32", boom)
-    monkeypatch.setattr(simmod, "_available_memory", lambda: 1e6)  # 1 MB
+    monkeypatch.setattr(linvae.methods, "available_memory", lambda: 1e6)  # 1 MB
     with pytest.raises(MemoryError, match=r"N=100000 with seeds=2 needs about .* GiB"):
         sim(N=100_000, seeds=2)
 
@@ -441,15 +441,17 @@ def test_sweep_rejects(fn: Callable[[], Any], exc: type[BaseException], match: s
 # the CLI: a bad value is one line on stderr and exit code 2
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "match"), [
-    (["--N", "0"], "N must be >= 1, got 0"),
-    (["--t-max", "nan"], "t_max must be finite, got nan"),
-    (["--t-max", "1", "--record-every", "2"], "record_every must be <= 1, got 2.0"),
-    (["--tau", "0"], "tau must be > 0, got 0.0"),
-    (["--M", "0"], "M must be >= 1, got 0"),
-    (["--M-star", "2", "--rho", "1", "2", "3"], "rho must have shape (2,), got shape (3,)"),
-    (["--rho", "-1"], "rho must be >= 0, got -1.0"),
-    (["--lam", "-1"], "lam must be >= 0, got -1.0"),
-    (["--beta", "inf"], "beta must be finite, got inf"),
+    # the rule of the Python API, with the flag and the value as typed
+    (["--N", "0"], "error: --N 0: must be >= 1"),
+    (["--t-max", "nan"], "error: --t-max nan: must be finite"),
+    (["--t-max", "1", "--record-every", "2"], "error: --record-every 2: must be <= --t-max (1)"),
+    (["--tau", "0"], "error: --tau 0: must be > 0"),
+    (["--M", "0"], "error: --M 0: must be >= 1"),
+    (["--M-star", "2", "--rho", "1", "2", "3"],
+     "error: --rho 1 2 3: needs one value, or one per factor (--M-star 2)"),
+    (["--rho", "-1"], "error: --rho -1: must be >= 0"),
+    (["--lam", "-1"], "error: --lam -1: must be >= 0"),
+    (["--beta", "inf"], "error: --beta inf: must be finite"),
     (["--N", "1000000000000"], "GiB"),
 ])
 def test_cli_bad_values_are_one_line(args: list[str], match: str, tmp_path: Any) -> None:

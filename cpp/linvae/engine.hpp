@@ -30,6 +30,7 @@
 
 #include "dataset.hpp"
 #include "kernel.hpp"
+#include "model.hpp"
 #include "noise.hpp"
 #include "rng.hpp"
 #include "simd.hpp"
@@ -56,39 +57,14 @@ inline constexpr int kStatusCount = 5;
 inline constexpr const char* kStatusReasons[kStatusCount] = {
     "", "non-finite value", "D <= 0", "blow-up", "Gram matrix not positive semidefinite"};
 
-struct ModelConfig {
+// The model's parameters (model.hpp) and what a simulation adds: the input dimension,
+// the runaway bound and the data options.
+struct ModelConfig : Params {
     std::int64_t N = 1;
-    int M = 1;
-    int Ms = 1;
-    std::vector<double> rho;
-    double eta = 1.0;
-    double lam = 0.0;
-    double tau = 0.5;
     double blowup = 1e8;  // a diagonal of Q or E beyond this is a runaway
     NoiseLaw noise;                      // of the background noise n
     Family factors = Family::kGaussian;  // of the factors c: Gaussian or Rademacher
     DatasetSpec data;                    // P = 0: one-pass SGD
-};
-
-// Where the order parameters of the recorded states go: row-major arrays of shape
-// (S, T, ...) owned by the caller; record k of a run is written at t index rec_start + k.
-// Bt, Ct (S, T, M, M), if not null, take the training set's moments Bb and Cab.
-struct RecordSink {
-    double *m, *d, *Q, *E, *R, *D;
-    std::int64_t T;          // length of the t axis of the arrays
-    std::int64_t rec_start;  // t index of this run's first record
-    double* Bt = nullptr;
-    double* Ct = nullptr;
-
-    // Where record k of replica r goes, for M latents and Ms factors.
-    struct Row {
-        double *m, *d, *Q, *E, *R, *D;
-    };
-    Row row(int r, std::int64_t k, int M, int Ms) const {
-        const std::int64_t i = static_cast<std::int64_t>(r) * T + rec_start + k;
-        return {m + i * M * Ms, d + i * M * Ms, Q + i * M * M,
-                E + i * M * M,  R + i * M * M,  D + i * M};
-    }
 };
 
 // body(r) for every replica r < S, replicas in parallel on up to `threads` threads (each
@@ -776,7 +752,9 @@ private:
         const double* s = rep.sums.data();
         const int M = cfg_.M, Ms = cfg_.Ms;
         const double invN = 1.0 / static_cast<double>(cfg_.N);
-        const auto [m, d, Q, E, R, D] = sink.row(r, k, M, Ms);
+        const auto out = sink.row(r, k, M, Ms);
+        double *m = out[op::m], *d = out[op::d], *Q = out[op::Q], *E = out[op::E],
+               *R = out[op::R], *D = out[op::D];
         for (int i = 0; i < M * Ms; ++i) {
             m[i] = s[L_.m + i] * invN;
             d[i] = s[L_.d + i] * invN;

@@ -629,7 +629,9 @@ private:
     static int record(const Kern& kern, const typename Kern::State& w, int r, std::int64_t k,
                       const RecordSink& sink) {
         const int M = kern.nM(), Ms = kern.nMs(), iW = Ms, iV = Ms + M;
-        const auto [m, d, Q, E, R, D] = sink.row(r, k, M, Ms);
+        const auto out = sink.row(r, k, M, Ms);
+        double *m = out[op::m], *d = out[op::d], *Q = out[op::Q], *E = out[op::E],
+               *R = out[op::R], *D = out[op::D];
         for (int l = 0; l < M; ++l) {
             for (int f = 0; f < Ms; ++f) {
                 m[l * Ms + f] = w.G[iW + l][f];

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -21,6 +22,8 @@
 #include <vector>
 
 #include <Eigen/Dense>
+
+#include "model.hpp"
 
 namespace linvae::ode {
 
@@ -75,32 +78,28 @@ struct Schedule {
 // ---------------------------------------------------------------------------------------
 // model parameters and the flat layout
 // ---------------------------------------------------------------------------------------
-struct Model {
-    int M = 1;
-    int Ms = 1;
-    std::vector<double> rho;  // length Ms
-    double eta = 1.0;
-    double lam = 0.0;
-    double tau = 0.5;
+// The model's parameters (model.hpp) with beta(t) as a schedule.
+struct Model : Params {
     Schedule beta;
 };
 
+// The flat state: the order parameters in the order of the op:: table, a symmetric
+// matrix as its upper triangle (row-major), the others row-major.
 struct Layout {
     int M = 1, Ms = 1;
     int ntri = 1;
-    int om = 0, od = 0, oQ = 0, oE = 0, oR = 0, oD = 0, n = 0;
+    std::array<int, op::count> off{};  // where each order parameter starts, by op::
+    int n = 0;
     std::vector<int> sym;  // (i, j) -> position within a triangle block, M x M
 
     Layout() = default;
     Layout(int M_, int Ms_) : M(M_), Ms(Ms_) {
         ntri = M * (M + 1) / 2;
-        om = 0;
-        od = om + M * Ms;
-        oQ = od + M * Ms;
-        oE = oQ + ntri;
-        oR = oE + ntri;
-        oD = oR + M * M;
-        n = oD + M;
+        n = 0;
+        for (int o = 0; o < op::count; ++o) {
+            off[static_cast<std::size_t>(o)] = n;
+            n += flat_size(kOrderParameters[o].shape, M, Ms);
+        }
         sym.assign(static_cast<std::size_t>(M * M), 0);
         int k = 0;
         for (int i = 0; i < M; ++i)
@@ -109,6 +108,7 @@ struct Layout {
                 sym[static_cast<std::size_t>(j * M + i)] = k;
             }
     }
+    int at(int o) const { return off[static_cast<std::size_t>(o)]; }
     int tri(int i, int j) const { return sym[static_cast<std::size_t>(i * M + j)]; }
 };
 
@@ -239,8 +239,8 @@ public:
             for (int j = 0; j < Ms; ++j) {
                 const int ij = i * Ms + j;
                 const double pe = pe_[static_cast<std::size_t>(j)];
-                f[lay_.om + ij] = tau * (d[ij] * pe - Bm[ij]);
-                f[lay_.od + ij] = tau * ((m[ij] - Kd[ij]) * pe - lam * d[ij]);
+                f[lay_.at(op::m) + ij] = tau * (d[ij] * pe - Bm[ij]);
+                f[lay_.at(op::d) + ij] = tau * ((m[ij] - Kd[ij]) * pe - lam * d[ij]);
             }
         // Q, E (upper triangles) and R
         double* BR = s1_.data();
@@ -249,15 +249,15 @@ public:
             for (int j = i; j < M; ++j) {
                 const int ij = i * M + j, ji = j * M + i;
                 const int k = lay_.tri(i, j);
-                f[lay_.oQ + k] = tau * (Cab[ij] + Cab[ji] - QB[ij] - QB[ji]) + tt_eta * Bb[ij];
-                f[lay_.oE + k] = -tau * (Ebg[ij] + Ebg[ji] + 2.0 * lam * E[ij]) + tt_eta * Egg[ij];
+                f[lay_.at(op::Q) + k] = tau * (Cab[ij] + Cab[ji] - QB[ij] - QB[ji]) + tt_eta * Bb[ij];
+                f[lay_.at(op::E) + k] = -tau * (Ebg[ij] + Ebg[ji] + 2.0 * lam * E[ij]) + tt_eta * Egg[ij];
             }
             for (int j = 0; j < M; ++j) {
                 const int ij = i * M + j;
-                f[lay_.oR + ij] =
+                f[lay_.at(op::R) + ij] =
                     tau * (Bb[ij] - Eag[ij] - lam * R[ij] - BR[ij]) - tt_eta * Ebg[ij];
             }
-            f[lay_.oD + i] = -tau * (0.5 * Q[i * M + i] + 0.5 * beta * (1.0 - 1.0 / D[i]));
+            f[lay_.at(op::D) + i] = -tau * (0.5 * Q[i * M + i] + 0.5 * beta * (1.0 - 1.0 / D[i]));
         }
         if (!drift_.empty())
             for (int i = 0; i < lay_.n; ++i) f[i] += drift_[static_cast<std::size_t>(i)];
@@ -287,16 +287,16 @@ public:
         double *dm = dm_.data(), *dd = dd_.data(), *dQ = dQ_.data(), *dE = dE_.data();
         double *dR = dR_.data(), *dD = dD_.data();
         for (int i = 0; i < M * Ms; ++i) {
-            dm[i] = v[lay_.om + i];
-            dd[i] = v[lay_.od + i];
+            dm[i] = v[lay_.at(op::m) + i];
+            dd[i] = v[lay_.at(op::d) + i];
         }
         for (int i = 0; i < M; ++i) {
             for (int j = 0; j < M; ++j) {
-                dQ[i * M + j] = v[lay_.oQ + lay_.tri(i, j)];
-                dE[i * M + j] = v[lay_.oE + lay_.tri(i, j)];
-                dR[i * M + j] = v[lay_.oR + i * M + j];
+                dQ[i * M + j] = v[lay_.at(op::Q) + lay_.tri(i, j)];
+                dE[i * M + j] = v[lay_.at(op::E) + lay_.tri(i, j)];
+                dR[i * M + j] = v[lay_.at(op::R) + i * M + j];
             }
-            dD[i] = v[lay_.oD + i];
+            dD[i] = v[lay_.at(op::D) + i];
         }
         double *dBb = dBb_.data(), *dCab = dCab_.data(), *dAaa = dAaa_.data(), *dB = dB_.data();
         double *dEbg = dEbg_.data(), *dEag = dEag_.data(), *dCabK = dCabK_.data();
@@ -351,14 +351,14 @@ public:
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < Ms; ++j) {
                 const int ij = i * Ms + j;
-                out[lay_.om + ij] = tau * (dd[ij] * pe_[static_cast<std::size_t>(j)] - a1[ij] - a2[ij]);
+                out[lay_.at(op::m) + ij] = tau * (dd[ij] * pe_[static_cast<std::size_t>(j)] - a1[ij] - a2[ij]);
             }
         mm(dQ, d, a1, M, M, Ms);
         mm(K, dd, a3, M, M, Ms);
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < Ms; ++j) {
                 const int ij = i * Ms + j;
-                out[lay_.od + ij] =
+                out[lay_.at(op::d) + ij] =
                     tau * ((dm[ij] - a1[ij] - a3[ij]) * pe_[static_cast<std::size_t>(j)] - lam * dd[ij]);
             }
         // Q, E, R
@@ -368,17 +368,17 @@ public:
             for (int j = i; j < M; ++j) {
                 const int ij = i * M + j, ji = j * M + i;
                 const int k = lay_.tri(i, j);
-                out[lay_.oQ + k] =
+                out[lay_.at(op::Q) + k] =
                     tau * (dCab[ij] + dCab[ji] - dQB[ij] - dQB[ji]) + tt_eta * dBb[ij];
-                out[lay_.oE + k] =
+                out[lay_.at(op::E) + k] =
                     -tau * (dEbg[ij] + dEbg[ji] + 2.0 * lam * dE[ij]) + tt_eta * dEgg[ij];
             }
             for (int j = 0; j < M; ++j) {
                 const int ij = i * M + j;
-                out[lay_.oR + ij] = tau * (dBb[ij] - dEag[ij] - lam * dR[ij] - s1[ij] - s2[ij]) -
+                out[lay_.at(op::R) + ij] = tau * (dBb[ij] - dEag[ij] - lam * dR[ij] - s1[ij] - s2[ij]) -
                                     tt_eta * dEbg[ij];
             }
-            out[lay_.oD + i] =
+            out[lay_.at(op::D) + i] =
                 -tau * (0.5 * dQ[i * M + i] + 0.5 * beta * dD[i] / (D[i] * D[i]));
         }
     }
@@ -408,14 +408,14 @@ public:
         for (int i = 0; i < Ms; ++i) G_(i, i) = 1.0;
         for (int i = 0; i < M; ++i) {
             for (int j = 0; j < Ms; ++j) {
-                const double mij = y[lay_.om + i * Ms + j], dij = y[lay_.od + i * Ms + j];
+                const double mij = y[lay_.at(op::m) + i * Ms + j], dij = y[lay_.at(op::d) + i * Ms + j];
                 G_(a + i, j) = G_(j, a + i) = mij;
                 G_(b + i, j) = G_(j, b + i) = dij;
             }
             for (int j = 0; j < M; ++j) {
-                G_(a + i, a + j) = y[lay_.oQ + lay_.tri(i, j)];
-                G_(b + i, b + j) = y[lay_.oE + lay_.tri(i, j)];
-                const double rij = y[lay_.oR + i * M + j];
+                G_(a + i, a + j) = y[lay_.at(op::Q) + lay_.tri(i, j)];
+                G_(b + i, b + j) = y[lay_.at(op::E) + lay_.tri(i, j)];
+                const double rij = y[lay_.at(op::R) + i * M + j];
                 G_(a + i, b + j) = G_(b + j, a + i) = rij;
             }
         }
@@ -498,7 +498,7 @@ public:
 
     double min_D(const double* y) const {
         double v = std::numeric_limits<double>::infinity();
-        for (int i = 0; i < model_.M; ++i) v = std::min(v, y[lay_.oD + i]);
+        for (int i = 0; i < model_.M; ++i) v = std::min(v, y[lay_.at(op::D) + i]);
         return v;
     }
 
@@ -506,17 +506,17 @@ private:
     void load(const double* y) {
         const int M = model_.M, Ms = model_.Ms;
         for (int i = 0; i < M * Ms; ++i) {
-            m_[static_cast<std::size_t>(i)] = y[lay_.om + i];
-            d_[static_cast<std::size_t>(i)] = y[lay_.od + i];
+            m_[static_cast<std::size_t>(i)] = y[lay_.at(op::m) + i];
+            d_[static_cast<std::size_t>(i)] = y[lay_.at(op::d) + i];
         }
         for (int i = 0; i < M; ++i) {
             for (int j = 0; j < M; ++j) {
                 const auto ij = static_cast<std::size_t>(i * M + j);
-                Q_[ij] = y[lay_.oQ + lay_.tri(i, j)];
-                E_[ij] = y[lay_.oE + lay_.tri(i, j)];
-                R_[ij] = y[lay_.oR + i * M + j];
+                Q_[ij] = y[lay_.at(op::Q) + lay_.tri(i, j)];
+                E_[ij] = y[lay_.at(op::E) + lay_.tri(i, j)];
+                R_[ij] = y[lay_.at(op::R) + i * M + j];
             }
-            D_[static_cast<std::size_t>(i)] = y[lay_.oD + i];
+            D_[static_cast<std::size_t>(i)] = y[lay_.at(op::D) + i];
         }
     }
 

@@ -1,12 +1,14 @@
 """linvae: learning dynamics of the linear VAE, by one-pass SGD and by its limiting ODEs.
 
-The top level holds the verbs and nouns of a study: :class:`Params`, :func:`simulate`,
-:func:`integrate`, :func:`compare`, :func:`sweep` over a :class:`Grid`, the fixed points
-(:func:`fixed_points`, :func:`collapse_threshold`) and the finite-N theory
-(:func:`fluctuations`, :func:`escape_time`). Everything else lives in its module:
-:mod:`linvae.ode`, :mod:`linvae.stability`, :mod:`linvae.findings`, :mod:`linvae.states`,
-:mod:`linvae.schedules`, :mod:`linvae.observables`, :mod:`linvae.sweeps`,
-:mod:`linvae.plot`, :mod:`linvae.io` and :mod:`linvae.errors`.
+The top level holds the verbs and nouns of a study: :class:`Params`, :func:`simulate`
+with its option objects (:class:`DataSpec`, :class:`Weights` or :class:`Gram`,
+:class:`Checkpoint`), :func:`integrate`, :func:`compare`, :func:`sweep` over a
+:class:`Grid`, the fixed points (:func:`fixed_points`, :func:`collapse_threshold`) and the
+finite-N theory (:func:`fluctuations`, :func:`escape_time`). Everything else lives in its
+module: :mod:`linvae.ode`, :mod:`linvae.stability`, :mod:`linvae.findings`,
+:mod:`linvae.states`, :mod:`linvae.schedules`, :mod:`linvae.observables`,
+:mod:`linvae.sweeps`, :mod:`linvae.data`, :mod:`linvae.methods`, :mod:`linvae.plot`,
+:mod:`linvae.io` and :mod:`linvae.errors`.
 
 ``import linvae`` loads none of numpy, xarray, scipy or matplotlib: each name is
 imported from its module the first time it is used.
@@ -19,19 +21,25 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .comparison import compare
+    from .data import DataSpec
     from .errors import LinvaeError
     from .finite_n import escape_time, fluctuations
+    from .methods import Gram, Weights
     from .ode import integrate
     from .params import Params
-    from .simulation import simulate
+    from .simulation import Checkpoint, simulate
     from .stability import FixedPoint, collapse_threshold, fixed_points, stable_fixed_point
     from .sweeps import Grid, open_sweep, sweep
 
 __all__ = [
+    "Checkpoint",
+    "DataSpec",
     "FixedPoint",
+    "Gram",
     "Grid",
     "LinvaeError",
     "Params",
+    "Weights",
     "__version__",
     "collapse_threshold",
     "compare",
@@ -47,10 +55,14 @@ __all__ = [
 
 #: Public name -> the module that defines it.
 _HOME = {
+    "Checkpoint": "simulation",
+    "DataSpec": "data",
     "FixedPoint": "stability",
+    "Gram": "methods",
     "Grid": "sweeps",
     "LinvaeError": "errors",
     "Params": "params",
+    "Weights": "methods",
     "collapse_threshold": "stability",
     "compare": "comparison",
     "escape_time": "finite_n",
@@ -64,9 +76,9 @@ _HOME = {
 }
 
 #: The package's modules, importable as attributes (``linvae.ode``).
-_MODULES = ("cli", "comparison", "config", "dataset", "errors", "findings", "finite_n", "io",
-            "observables", "ode", "params", "plot", "reproduce", "schedules", "simulation",
-            "stability", "states", "sweeps")
+_MODULES = ("cli", "comparison", "config", "data", "dataset", "errors", "findings", "finite_n",
+            "io", "methods", "observables", "ode", "params", "plot", "reproduce", "schedules",
+            "simulation", "stability", "states", "sweeps")
 
 #: Names that used to be top-level: where they live now, for the error message.
 _MOVED = {

@@ -31,19 +31,28 @@ class NormalStream:
 
 FAMILIES: tuple[str, ...]
 ORDERS: tuple[str, ...]
+REAL_PARAMS: tuple[str, ...]
+ORDER_PARAMETERS: tuple[tuple[str, tuple[str, ...], bool], ...]
+
+class Params:
+    M: int
+    M_star: int
+    rho: list[float]
+    def __init__(self) -> None: ...
+    def __getattr__(self, name: str) -> float: ...  # the REAL_PARAMS
+    def __setattr__(self, name: str, value: Any) -> None: ...
 
 class _Engine:
-    def __init__(self, N: int, M: int, M_star: int, rho: list[float], eta: float, lam: float,
-                 tau: float, blowup: float, seed: int, replicas: int, noise: str = "gaussian",
+    def __init__(self, N: int, params: Params, blowup: float, seed: int, replicas: int,
+                 noise: str = "gaussian",
                  noise_df: float = 0.0, factors: str = "gaussian", dataset_size: int = 0,
                  order: str = "shuffle", dataset_seed: int = 0,
                  dataset_shared: bool = False) -> None: ...
     def init_random(self, threads: int) -> None: ...
     def init_prescribed(self, S: NDArray[np.float64], D: list[float], threads: int) -> None: ...
     def run(self, beta: NDArray[np.float64], records: NDArray[np.int64],
-            m: NDArray[np.float64], d: NDArray[np.float64], Q: NDArray[np.float64],
-            E: NDArray[np.float64], R: NDArray[np.float64], D: NDArray[np.float64],
-            rec_start: int, threads: int, train_Bb: NDArray[np.float64] | None = None,
+            out: dict[str, NDArray[np.float64]], rec_start: int, threads: int,
+            train_Bb: NDArray[np.float64] | None = None,
             train_Cab: NDArray[np.float64] | None = None) -> None: ...
     def status(self) -> tuple[NDArray[np.int32], NDArray[np.int64]]: ...
     def flush(self) -> None: ...
@@ -58,8 +67,8 @@ class Engine64(_Engine): ...
 class Engine32(_Engine): ...
 
 class GramEngine:
-    def __init__(self, N: int, M: int, M_star: int, rho: list[float], eta: float, lam: float,
-                 tau: float, blowup: float, seed: int, replicas: int, noise: str = "gaussian",
+    def __init__(self, N: int, params: Params, blowup: float, seed: int, replicas: int,
+                 noise: str = "gaussian",
                  noise_df: float = 0.0, factors: str = "gaussian", dataset_size: int = 0,
                  order: str = "shuffle", dataset_seed: int = 0, dataset_shared: bool = False,
                  compensated: bool = True) -> None: ...
@@ -69,9 +78,8 @@ class GramEngine:
     def init_prescribed(self, S: NDArray[np.float64], D: list[float], threads: int) -> None: ...
     def init_gram(self, G: NDArray[np.float64], D: list[float], threads: int) -> None: ...
     def run(self, beta: NDArray[np.float64], records: NDArray[np.int64],
-            m: NDArray[np.float64], d: NDArray[np.float64], Q: NDArray[np.float64],
-            E: NDArray[np.float64], R: NDArray[np.float64], D: NDArray[np.float64],
-            rec_start: int, threads: int, train_Bb: NDArray[np.float64] | None = None,
+            out: dict[str, NDArray[np.float64]], rec_start: int, threads: int,
+            train_Bb: NDArray[np.float64] | None = None,
             train_Cab: NDArray[np.float64] | None = None) -> None: ...
     def status(self) -> tuple[NDArray[np.int32], NDArray[np.int64]]: ...
     def flush(self) -> None: ...
@@ -81,8 +89,7 @@ class GramEngine:
     def fill_floor(self, n_steps: int) -> float: ...
 
 class OdeSystem:
-    def __init__(self, M: int, M_star: int, rho: list[float], eta: float, lam: float,
-                 tau: float, schedule_kind: int, schedule_params: list[float],
+    def __init__(self, params: Params, schedule_kind: int, schedule_params: list[float],
                  drift: list[float] = ...) -> None: ...
     @property
     def size(self) -> int: ...
@@ -99,15 +106,14 @@ class OdeSystem:
     def check_records(self, Y: NDArray[np.float64], psd_tol: float
                       ) -> tuple[int, float, float]: ...
 
-def ode_integrate_grid(M: int, M_star: int, rho: NDArray[np.float64], eta: NDArray[np.float64],
-                       lam: NDArray[np.float64], tau: NDArray[np.float64],
+def ode_integrate_grid(M: int, M_star: int, rho: NDArray[np.float64],
+                       reals: dict[str, NDArray[np.float64]],
                        kind: NDArray[np.int32], schedule_params: NDArray[np.float64],
                        y0: NDArray[np.float64], t_eval: NDArray[np.float64], t_max: float,
                        method: str, rtol: float, atol: float, psd_tol: float, runaway: float,
                        max_steps: int, threads: int) -> dict[str, Any]: ...
 def ode_steady_state_grid(M: int, M_star: int, rho: NDArray[np.float64],
-                          eta: NDArray[np.float64], lam: NDArray[np.float64],
-                          tau: NDArray[np.float64], kind: NDArray[np.int32],
+                          reals: dict[str, NDArray[np.float64]], kind: NDArray[np.int32],
                           schedule_params: NDArray[np.float64], y0: NDArray[np.float64],
                           n_zero: NDArray[np.int32], t_settle: float, max_rounds: int,
                           method: str, rtol: float, atol: float, psd_tol: float,

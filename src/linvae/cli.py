@@ -6,8 +6,11 @@ result file), ``reproduce`` (every figure family of the paper) and ``info``.
 
 Every model parameter is a flag named by its symbol in docs/model.md, and every flag can
 also be set in a TOML file given with ``--config`` (see :mod:`linvae.config`); a flag on the
-command line wins over the file. User mistakes (a bad value, an unreadable config, an
-unwritable output) end with one line on stderr and exit code 2, never a traceback.
+command line wins over the file. Every command checks all its inputs before it logs what
+it starts and before any work. User mistakes (a bad value, an unreadable config, an
+unwritable output) end with one line on stderr and exit code 2, never a traceback, in one
+format that names the flag, the value and the rule (:class:`_Context`):
+``linvae simulate: error: --beta -1: must be >= 0 (see linvae simulate --help)``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import shlex
 import sys
 import time
@@ -23,6 +27,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from .methods import METHODS
 
 log = logging.getLogger("linvae")
 
@@ -47,20 +53,30 @@ def _int_flag(name: str, *, ge: int | None = None, le: int | None = None
     return parse
 
 
+def _model_flags() -> list[tuple[str, Callable[[str], Any], Any, str]]:
+    """(flag, type, default, help) of the model parameters, from linvae.params.FIELDS.
+
+    A schedule (beta) is its number here; --anneal and --gamma make it a schedule.
+    """
+    from .params import FIELDS
+
+    flags: list[tuple[str, Callable[[str], Any], Any, str]] = []
+    for f in FIELDS:
+        typ: Callable[[str], Any] = _int_flag(f.name, ge=int(f.ge or 0)) if f.kind == "int" \
+            else float
+        default = [f.default] if f.kind == "vector" else f.default
+        extra = "; with --anneal, its limit beta_inf" if f.kind == "schedule" else ""
+        flags.append((f.name, typ, default, f"{f.symbol}: {f.help} ({f.rule}){extra}"))
+    return [
+        *flags,
+        ("anneal", str, "constant", ("KL annealing schedule beta(t): constant, tanh "
+                                     "(beta tanh(gamma t)), linear, sigmoid or cyclical")),
+        ("gamma", float, 0.1, "annealing rate gamma of the schedule (> 0; ignored if constant)"),
+    ]
+
+
 # (flag, type, default, help) of the model parameters, shared by every command
-MODEL_FLAGS: list[tuple[str, Callable[[str], Any], Any, str]] = [
-    ("M", _int_flag("M", ge=1), 1,
-     "number of latents M (>= 1); M > M* means superfluous latents"),
-    ("M_star", _int_flag("M_star", ge=1), 1, "number of generative factors M* (>= 1)"),
-    ("rho", float, [1.0], "signal strength rho_k per factor (one value for all, or M* values)"),
-    ("eta", float, 1.0, "background noise strength eta (> 0)"),
-    ("beta", float, 0.5, "KL weight beta (>= 0); with --anneal, its limit beta_inf"),
-    ("lam", float, 0.0, "L2 regularisation lam (>= 0)"),
-    ("tau", float, 0.5, "learning rate tau (> 0); D uses tau/N"),
-    ("anneal", str, "constant", ("KL annealing schedule beta(t): constant, tanh "
-                                 "(beta tanh(gamma t)), linear, sigmoid or cyclical")),
-    ("gamma", float, 0.1, "annealing rate gamma of the schedule (> 0; ignored if constant)"),
-]
+MODEL_FLAGS = _model_flags()
 
 # The run settings that several commands take, each declared once (argparse keywords,
 # one default and one help each); _add_run_flag gives a command one of them
@@ -77,7 +93,7 @@ RUN_FLAGS: dict[str, dict[str, Any]] = {
                      "(ascending) from seed + i"},
     "threads": {"type": _int_flag("threads", ge=1), "default": None,
                 "help": "OpenMP threads (default: all)"},
-    "method": {"choices": ["weights", "gram"], "default": "weights",
+    "method": {"choices": list(METHODS), "default": "weights",
                "help": "how SGD is simulated: weights: SGD on the N-vectors (cost ~ N per "
                        "step); gram: the Gram chain, the exact finite-N law of the order "
                        "parameters at a cost independent of N (Gaussian noise, float64, "
@@ -94,8 +110,301 @@ OUT_KINDS: dict[str, tuple[str, str | None]] = {
 }
 
 
+#: Every error line of the command line is shorter than this (characters)
+LINE_LIMIT = 120
+
+#: Library parameter names that a command's flag sets under another name (name -> dest)
+_DEST_OF = {"max_workers": "workers", "sim_method": "method"}
+#: How the library's messages about a parameter go on after its name ("beta must be ...")
+_VERBS = ("must|needs|applies|takes|runs|draws|goes|is|are|has|cannot|does|exceeds|"
+          "belongs|holds")
+
+
 class UsageError(ValueError):
-    """A bad command line (one line, exit code 2)."""
+    """A bad command line: the setting(s) concerned and the rule broken (exit code 2).
+
+    ``names`` are argparse dests ("t_max", or ("N", "seeds") for a rule about two flags)
+    or a positional ("file"); ``value`` replaces the value shown, which is otherwise the
+    value as typed (or as read from --config). :func:`main` prints it as one line,
+    ``linvae CMD: error: --t-max -1: must be > 0 (see linvae CMD --help)``.
+    """
+
+    def __init__(self, names: str | Sequence[str], rule: str, *, value: Any = None) -> None:
+        self.names = (names,) if isinstance(names, str) else tuple(names)
+        self.rule, self.value = rule, value
+        shown = " ".join(_flag(n) for n in self.names) + ("" if value is None else f" {value}")
+        super().__init__(f"{shown}: {rule}" if shown else rule)
+
+
+def _show(value: Any) -> str:
+    """Return a value as a command line writes it: -1.0 as -1, a list as its items."""
+    if isinstance(value, list | tuple):
+        return " ".join(_show(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.15g}"
+    return str(value)
+
+
+def _is_option(token: str) -> bool:
+    """Whether argparse reads ``token`` as an option (a negative number is a value)."""
+    return (token.startswith("-") and token != "-"
+            and re.fullmatch(r"-\d+|-\d*\.\d+", token) is None)
+
+
+def _literal(text: str) -> str:
+    """Return the string of argparse's repr of a value ("'abc'" -> abc)."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return value if isinstance(value, str) else text
+
+
+class _Context:
+    """What an error line needs: the command, its parser, the command line, the values read.
+
+    Every error of the command line goes through :meth:`line`, so that each is one line
+    in one format: ``PROG: error: FLAG VALUE: RULE (see PROG --help)``.
+    """
+
+    def __init__(self, prog: str, parser: argparse.ArgumentParser, argv: Sequence[str],
+                 args: argparse.Namespace | None = None,
+                 from_config: Sequence[str] = ()) -> None:
+        self.prog, self.parser, self.argv, self.args = prog, parser, list(argv), args
+        self.from_config = set(from_config)
+
+    def action(self, name: str) -> argparse.Action | None:
+        """Return the action of a setting (dest, library name, flag or positional), or None."""
+        dest = _DEST_OF.get(name, name)
+        for a in self.parser._actions:
+            if dest in (a.dest, a.metavar) or dest in a.option_strings:
+                return None if a.dest == "help" else a
+        return None
+
+    @staticmethod
+    def flag(action: argparse.Action) -> str:
+        """Return the name of ``action`` in messages: its long flag, else its metavar."""
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs or action.option_strings:
+            return (longs or action.option_strings)[0]
+        return str(action.metavar or action.dest)
+
+    def _resolve(self, option: str) -> argparse.Action | None:
+        """Return the action an option token means, abbreviations included (as argparse)."""
+        options = self.parser._option_string_actions
+        if option in options:
+            return options[option]
+        if option.startswith("--") and self.parser.allow_abbrev:
+            hits = {id(a): a for o, a in options.items() if o.startswith(option)}
+            if len(hits) == 1:
+                return next(iter(hits.values()))
+        return None
+
+    def typed(self, action: argparse.Action) -> list[str] | None:
+        """Return the tokens given to ``action`` on the command line (its last use), or None."""
+        if not action.option_strings:
+            return None
+        most = 0 if action.nargs == 0 else 1 if action.nargs is None else len(self.argv)
+        found, i = None, 0
+        while i < len(self.argv):
+            token = self.argv[i]
+            if token == "--":
+                break
+            option, eq, rest = token.partition("=")
+            if _is_option(token) and self._resolve(option) is action:
+                if eq:
+                    found, i = [rest], i + 1
+                    continue
+                j = i + 1
+                while j < len(self.argv) and j - i - 1 < most and not _is_option(self.argv[j]):
+                    j += 1
+                found, i = self.argv[i + 1:j], j
+                continue
+            i += 1
+        return found
+
+    def given(self, name: str, value: Any = None) -> str:
+        """Return a setting's flag and its value: ``value``, else as typed, else as read."""
+        action = self.action(name)
+        if action is None:
+            return name if value is None else f"{name} {_show(value)}"
+        flag = self.flag(action)
+        if value is not None:  # one of several values: as typed if it was ("1e4" for 10000)
+            same = [t for t in self.typed(action) or [] if _reads_as(action, t, value)]
+            return f"{flag} {same[0] if same else _show(value)}"
+        typed = self.typed(action)
+        if typed is not None:
+            return " ".join([flag, *typed])
+        read = None if self.args is None else getattr(self.args, action.dest, None)
+        if read is None or isinstance(read, bool):
+            return flag
+        config = getattr(self.args, "config", None)
+        where = f" (from {config})" if action.dest in self.from_config else ""
+        return f"{flag} {_show(read)}{where}"
+
+    def flags_in(self, text: str) -> str:
+        """Write the library's ``name=value`` (and ``noise_df,``) as flags: ``--name value``."""
+
+        def flag(m: re.Match[str]) -> str:
+            action = self.action(m["name"])
+            if action is None or not action.option_strings:
+                return m[0]
+            if m["value"] is None:  # a bare name: only one with "_", not "M" or "noise"
+                return self.flag(action) if "_" in m["name"] else m[0]
+            return f"{self.flag(action)} {m['value'].strip(chr(39))}"
+
+        return re.sub(r"\b(?P<name>[A-Za-z]\w*)(?:=(?P<value>'[^']*'|[^\s,;:)]+)|(?=[,;:)]|$))",
+                      flag, text)
+
+    def rule(self, message: str) -> tuple[str, str] | None:
+        """Split a library message about a parameter into (its setting, the rule broken).
+
+        "beta must be >= 0, got -1.0" is ("beta", "must be >= 0"): the value is shown
+        with the flag. None if the message names no setting of this command.
+        """
+        m = re.fullmatch(r"(?P<name>[A-Za-z_]\w*)(?:\[[^\]]*\])?(?:=(?:'[^']*'|[^\s,:;]+))?"
+                         rf":? (?P<rest>(?:{_VERBS})\b.+)", " ".join(message.split()))
+        if m is None or self.action(m["name"]) is None:
+            return None
+        return m["name"], self.clean(m["rest"])
+
+    def clean(self, rest: str) -> str:
+        """Return the rule of a library message after its parameter's name, in flags."""
+        shape = re.fullmatch(r"must have shape \((\d+),\), got shape \(.*\)", rest)
+        if shape:  # a vector flag with neither one value nor one per factor
+            return f"needs one value, or one per factor (--M-star {shape[1]})"
+        rest = re.sub(r"^must be (.+?) elementwise\b", r"every value must be \1", rest)
+        rest = re.sub(r"^((?:every value )?must .+?), got .*$", r"\1", rest)
+        return self.flags_in(rest)
+
+    def line(self, given: str, rule: str, *, see_help: bool = True) -> str:
+        """Return the error line: ``PROG: error: GIVEN: RULE (see PROG --help)``, fitted."""
+        return _error_line(self.prog, given, rule, see_help=see_help)
+
+    def usage(self, exc: UsageError) -> str:
+        """Return the error line of a :class:`UsageError`."""
+        if not exc.names:  # about no flag in particular
+            return self.line("", exc.rule, see_help=False)
+        if exc.value is not None:
+            given = " ".join(self.given(n, exc.value if i == 0 else None)
+                             for i, n in enumerate(exc.names))
+        else:
+            given = " ".join(self.given(n) for n in exc.names)
+        return self.line(given, exc.rule)
+
+    def error(self, exc: BaseException) -> str:
+        """Return the error line of an exception of the library or of this module."""
+        if isinstance(exc, UsageError):
+            return self.usage(exc)
+        text = _one_line(exc)
+        split = self.rule(text)
+        if split is not None:
+            return self.line(self.given(split[0]), split[1])
+        return self.line("", text, see_help=False)
+
+    def parse_error(self, message: str) -> str:
+        """Return the error line of an argparse error message."""
+        m = re.fullmatch(r"argument (?P<arg>[^:]+): (?P<msg>.*)", message, re.DOTALL)
+        if m:
+            names = m["arg"].split("/")
+            action = next((a for a in self.parser._actions
+                           if a.option_strings == names or names[0] in (a.metavar, a.dest)),
+                          None)
+            if action is not None:
+                return self.line(*self._argument_error(action, " ".join(m["msg"].split())))
+        for pattern, rule in ((r"unrecognized arguments: (?P<given>.*)",
+                               f"not an option or argument of {self.prog}"),
+                              (r"the following arguments are required: (?P<given>.*)",
+                               "missing (required)"),
+                              (r"ambiguous option: (?P<given>[^=\s]+)\S* could match (?P<m>.*)",
+                               "ambiguous: could be {m}")):
+            m = re.fullmatch(pattern, message, re.DOTALL)
+            if m:
+                return self.line(m["given"], rule.format(**m.groupdict()))
+        return self.line("", message)
+
+    def _argument_error(self, action: argparse.Action, msg: str) -> tuple[str, str]:
+        flag = self.flag(action)
+        if msg.startswith("expected"):
+            return flag, "needs a value" if action.nargs is None else "needs at least one value"
+        choice = re.match(r"invalid choice: (?P<v>.+?) \(choose from", msg)
+        if choice is not None and action.choices is not None:
+            return (f"{flag} {_literal(choice['v'])}",
+                    f"must be one of {', '.join(map(str, action.choices))}")
+        invalid = re.fullmatch(r"invalid (?P<type>\S+) value: (?P<v>.*)", msg)
+        if invalid is not None:
+            kind = {"float": "a real number", "int": "an integer"}.get(invalid["type"],
+                                                                      f"a valid {invalid['type']}")
+            return f"{flag} {_literal(invalid['v'])}", f"must be {kind}"
+        # an ArgumentTypeError of a type function (e.g. _int_flag), in the library's words;
+        # the value shown is the first token that the type refuses
+        bad = next((t for t in self.typed(action) or [] if not _accepts(action, t)), None)
+        split = re.fullmatch(r"(?P<name>[\w-]+)(?:\[[^\]]*\])? (?P<rest>.+)", msg)
+        rule = self.clean(split["rest"]) if split else msg
+        return (flag if bad is None else f"{flag} {bad}"), rule
+
+
+def _reads_as(action: argparse.Action, token: str, value: Any) -> bool:
+    """Whether ``action`` reads ``token`` as ``value``."""
+    try:
+        return bool(action.type(token) == value) if callable(action.type) else token == value
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        return False
+
+
+def _accepts(action: argparse.Action, token: str) -> bool:
+    """Whether ``action``'s type function takes ``token``."""
+    if not callable(action.type):
+        return True
+    try:
+        action.type(token)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        return False
+    return True
+
+
+def _fit(rule: str, room: int) -> str:
+    """Shorten ``rule`` to ``room`` characters: drop trailing asides and clauses, then cut.
+
+    A list of choices cut short ends in ", ...".
+    """
+    rule = " ".join(rule.split())
+    choices = rule.startswith("must be one of ")
+    more = False  # whether the last cut was in the list of choices
+    while len(rule) + (5 if more else 0) > room:
+        shorter = re.sub(r"\s*\([^()]*\)$", "", rule)  # a closing parenthetical aside
+        if shorter == rule:
+            cut = max(rule.rfind(sep) for sep in ("; ", ": ", ", ", " ("))
+            if cut < 12:
+                return rule[:max(room - 3, 1)].rstrip() + "..."
+            more, shorter = choices and rule.startswith(", ", cut), rule[:cut]
+        rule = shorter
+    return rule + (", ..." if more else "")
+
+
+def _error_line(prog: str, given: str, rule: str, *, see_help: bool = True) -> str:
+    """Return ``PROG: error: GIVEN: RULE (see PROG --help)`` in under LINE_LIMIT characters.
+
+    A long value is cut in its middle; a long rule is kept whole with the shorter "(see
+    --help)", else loses its trailing asides and clauses.
+    """
+    head = f"{prog}: error: "
+    given = " ".join(given.split())
+    if len(given) > 40:
+        given = f"{given[:24]}...{given[-13:]}"
+    lead = f"{given}: " if given else ""
+    room = LINE_LIMIT - 1 - len(head) - len(lead)
+    rule = " ".join(rule.split())
+    if not see_help:
+        return f"{head}{lead}{_fit(rule, room)}"
+    tail = f" (see {prog} --help)"
+    if len(rule) + len(tail) > room:  # the rule first: the shorter pointer if it needs it
+        fitted = _fit(rule, room - len(" (see --help)"))
+        tail = tail if len(fitted) + len(tail) <= room else " (see --help)"
+        rule = fitted
+    return f"{head}{lead}{rule}{tail}"
 
 
 def _signal_name(signum: int) -> str:
@@ -129,8 +438,25 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        # the command line as typed, for the value an error names
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:  # say it as the command whose options they are not
+            subs = getattr(self, "_linvae_subparsers", {})
+            subs.get(getattr(ns, "command", None), self).error(
+                f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        context = _Context(self.prog, self, getattr(self, "_argv", []))
+        print(context.parse_error(message), file=sys.stderr)
         sys.exit(2)
 
 
@@ -149,9 +475,9 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (the symbols of docs/model.md)")
     for name, typ, default, help_ in MODEL_FLAGS:
         flag = _flag(name)
-        if name == "rho":
+        if isinstance(default, list):  # a vector: one value for all, or one per factor
             group.add_argument(flag, type=typ, nargs="+", default=default, help=help_,
-                               metavar="RHO")
+                               metavar=name.upper())
         elif name == "anneal":
             group.add_argument(flag, choices=_schedule_kinds(), default=default, help=help_)
         else:
@@ -204,16 +530,19 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _params(args: argparse.Namespace) -> Any:
-    from .params import Params
+    from .params import FIELDS, Params
 
-    rho = args.rho[0] if len(args.rho) == 1 else args.rho
-    beta: Any = args.beta
-    if getattr(args, "anneal", "constant") != "constant":
-        from .schedules import make_schedule
+    values: dict[str, Any] = {}
+    for f in FIELDS:
+        value = getattr(args, f.name)
+        if f.kind == "vector" and len(value) == 1:
+            value = value[0]
+        elif f.kind == "schedule" and getattr(args, "anneal", "constant") != "constant":
+            from .schedules import make_schedule
 
-        beta = make_schedule(args.anneal, args.beta, args.gamma)
-    return Params(M=args.M, M_star=args.M_star, rho=rho, eta=args.eta, beta=beta,
-                  lam=args.lam, tau=args.tau)
+            value = make_schedule(args.anneal, value, args.gamma)
+        values[f.name] = value
+    return Params(**values)
 
 
 def _save_result(ds: Any, args: argparse.Namespace, t0: float) -> int:
@@ -246,23 +575,118 @@ def _run_attrs(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict[str, 
     return attrs
 
 
-def _check_out_file(path: Path, what: str = "output") -> Path:
-    """Refuse an unwritable output file before any work (one line, exit code 2)."""
+def _output_rule(exc: BaseException, path: Path, what: str) -> str:
+    """Return the rule of an output check's message, less the path the flag shows."""
+    text = _one_line(exc)
+    quoted = f"{what} {str(path)!r}"
+    text = text.replace(f"cannot create {quoted}: ", "cannot be created: ")
+    if text.startswith(quoted):
+        text = text[len(quoted):].lstrip(": ")
+    folder = path.parent if str(path.parent) else Path(".")
+    text = text.replace(f"output folder {str(folder)!r}", "its folder")  # the path shows it
+    text = text.replace(f"{what} path ", "").replace("output folder ", "folder ")
+    return re.sub(r"'([^'\s]*)'", r"\1", text)
+
+
+def _check_out_file(path: Path, name: str = "out", what: str = "output") -> Path:
+    """Refuse an unwritable output file (flag ``name``) before any work."""
+    from .errors import OutputError
     from .io import check_output
 
-    return check_output(path, what)
+    try:
+        return check_output(path, what)
+    except OutputError as exc:
+        raise UsageError(name, _output_rule(exc, path, what), value=path) from None
 
 
-def _check_out_dir(path: Path) -> Path:
-    """Refuse an unusable output folder before any work; create it if missing."""
+def _check_out_dir(path: Path, name: str = "out") -> Path:
+    """Refuse an unusable output folder (flag ``name``) before any work; nothing is created."""
+    from .errors import OutputError
     from .io import check_output_folder
 
-    check_output_folder(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        return check_output_folder(path)
+    except OutputError as exc:
+        raise UsageError(name, _output_rule(exc, path, "output folder"), value=path) from None
+
+
+def _check_times(args: argparse.Namespace) -> None:
+    """Refuse a --t-max or --record-every that no run takes (as simulate and integrate do)."""
+    from ._validate import check_real
+    from .dataset import MAX_RECORDS
+
+    check_real("t_max", args.t_max, gt=0.0)
+    check_real("record_every", args.record_every, gt=0.0)
+    if args.record_every > args.t_max:
+        raise UsageError("record_every", f"must be <= --t-max ({_show(args.t_max)})")
+    if args.t_max / args.record_every > MAX_RECORDS:
+        raise UsageError(("record_every", "t_max"),
+                         f"{args.t_max / args.record_every:.3g} records; at most "
+                         f"{MAX_RECORDS:.0e}")
+
+
+def _check_sgd(args: argparse.Namespace, p: Any, N: int, *, replicas: int, method: str,
+               data: Any, prescribed: bool, N_name: str = "N",
+               replicas_name: str = "seeds") -> None:
+    """Refuse, before the start line, what linvae.simulate refuses once it has started.
+
+    The method's own rules, the engine's size limits, the step counter and the memory of
+    the weights and records (simulate's estimate). ``N_name`` and ``replicas_name`` are the
+    flags of N and of the replicas in this command (compare: --Ns, --replicas).
+    """
+    from . import _core
+    from . import methods as _methods
+
+    shown_N = args.N if N_name == "N" else N  # compare: the one N of --Ns concerned
+    meth = _methods.as_method(method, getattr(args, "dtype", "float64"))
+    meth.check(p, N, data)
+    limit = int(_core.build_info()["max_latents"])
+    for name in ("M", "M_star"):
+        if getattr(p, name) > limit:
+            raise UsageError(name, f"must be <= {limit}, the compiled engine's limit")
+    K = p.M_star + 2 * p.M  # columns of [W*, W, V]
+    if prescribed and N < K:
+        raise UsageError(N_name, f"must be >= M* + 2M = {K} to realise a prescribed start",
+                         value=None if N_name == "N" else N)
+    if N < p.M_star:
+        raise UsageError(N_name, f"must be >= M* = {p.M_star} for an orthonormal teacher",
+                         value=None if N_name == "N" else N)
+    if args.t_max * N > 2.0**62:
+        raise UsageError(("t_max", N_name), f"{args.t_max * N:.3g} steps; the engine counts "
+                         f"at most 2^62")
+    weights = meth.weight_bytes(p, N, replicas, data)
+    T = args.t_max / args.record_every + 2
+    records = _methods.record_bytes(p, replicas, T)
+    avail = _methods.available_memory()
+    if weights + records > avail:
+        if weights >= records:
+            raise UsageError((N_name, replicas_name), f"the weights need {weights / 2**30:.3g} "
+                             f"GiB; {avail / 2**30:.3g} GiB is available",
+                             value=None if N_name == "N" else shown_N)
+        raise UsageError(("record_every", "t_max", replicas_name),
+                         f"{T:.3g} records need {records / 2**30:.3g} GiB; "
+                         f"{avail / 2**30:.3g} GiB is available")
 
 
 # -- commands -------------------------------------------------------------------------
+
+
+def _simd(info: dict[str, Any]) -> str:
+    """Say which SIMD code runs: the kernels' run-time path, with the compiled baseline.
+
+    ``simd`` is what the compiler may use everywhere (the build's -march), ``simd_runtime``
+    the path the hand-vectorised kernels (generators, hot passes) picked on this CPU.
+    """
+    import os
+
+    base, runtime = info.get("simd", "?"), info.get("simd_runtime")
+    if runtime is None or runtime == base:
+        return f"{base} (in use)"
+    if runtime != "scalar":
+        return f"{runtime} (in use; compiled baseline {base})"
+    why = ("LINVAE_SIMD=scalar" if os.environ.get("LINVAE_SIMD") == "scalar"
+           else "this CPU or build has no AVX2 path")
+    return f"{base} (in use; the AVX2 kernels are off: {why})"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -270,28 +694,52 @@ def cmd_info(args: argparse.Namespace) -> int:
     import linvae
     from linvae import _core
 
+    info = dict(_core.build_info())
     print(f"linvae {linvae.__version__}")
-    for k, v in _core.build_info().items():
+    for k, v in info.items():
+        if k == "simd":
+            v = _simd(info)
+        elif k == "simd_runtime":  # said by the simd line
+            continue
         print(f"  {k}: {v}")
     return 0
 
 
 def _init_state(args: argparse.Namespace, p: Any, default: str) -> Any:
-    """Return the start: a prescribed overlap state, the random start, or a file's t = 0 state."""
+    """Return the start: a prescribed overlap state, the random start, or a file's t = 0 state.
+
+    A file's state is checked against ``p`` here, before the run starts.
+    """
+    from .dataset import parse_state
     from .io import load
     from .states import overlap_state
 
     if args.init_from is not None:
-        ds = load(args.init_from)
-        ds0 = ds.isel(t=0)
+        path = Path(args.init_from)
+        if not path.is_file():
+            raise UsageError("init_from", "does not exist")
+        try:
+            ds = load(path)
+            ds0 = ds.isel(t=0)
+        except (OSError, ValueError, KeyError) as exc:
+            raise UsageError("init_from", f"is not a linvae result ({_one_line(exc)})") from None
         if "replica" in ds0.dims:
             ds0 = ds0.mean("replica")
-        log.info("start: mean t = 0 state of %s", args.init_from)
+        try:
+            parse_state(ds0, p, name="state")
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UsageError("init_from", f"does not fit the model: {_one_line(exc)}") from None
         return ds0
     init = args.init or default
     if init == "random":
         return "random"
     return overlap_state(p, args.overlap)
+
+
+def _log_start(args: argparse.Namespace) -> None:
+    """Log where a run starts if it is a file's state (after its start line)."""
+    if getattr(args, "init_from", None) is not None:
+        log.info("start: mean t = 0 state of %s", args.init_from)
 
 
 def _default_checkpoint(out: Path) -> Path:
@@ -349,31 +797,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     Always checkpoints; a stop by signal writes the partial result and says how to resume.
     Returns 1 if every replica diverged, else 0 (or the signal's exit status).
     """
+    from ._validate import check_real
+    from .data import check_data
     from .io import save
     from .simulation import DivergenceWarning, SimulationInterrupted, simulate
 
+    # every input is checked before the start line and the work
     p = _params(args)
+    _check_times(args)
+    check_real("checkpoint_every", args.checkpoint_every, ge=0.0)
     _check_out_file(args.out)
     # always checkpoint (periodically, when stopped), so that no stop loses the work; a
     # checkpoint the user did not name is removed once the result is written
     own_ckpt = args.checkpoint is None
     ckpt = _default_checkpoint(args.out) if own_ckpt else args.checkpoint
-    _check_out_file(ckpt, "checkpoint")
+    _check_out_file(ckpt, "checkpoint", "checkpoint")
     if own_ckpt and ckpt.exists() and (args.resume is None
                                        or Path(args.resume).resolve() != ckpt.resolve()):
-        raise UsageError(f"{ckpt} holds the state of a stopped run, which this run would "
-                         f"overwrite: continue it with --resume {ckpt}, or delete it to "
-                         f"start over")
-    init = _init_state(args, p, "random")
-    from .data import check_data
-
+        raise UsageError("checkpoint", "holds a stopped run: --resume it, or delete it",
+                         value=ckpt)
+    if args.resume is not None and not Path(args.resume).is_file():
+        raise UsageError("resume", "does not exist")
     data: dict[str, Any] = {
         "noise": args.noise, "noise_df": args.noise_df, "factors": args.factors,
         "dataset_size": args.dataset_size, "order": args.order,
         "dataset_seed": args.dataset_seed, "training_loss": args.training_loss}
-    check_data(**data)  # before the log line and the work, as simulate would
+    spec = check_data(**data)
+    init = _init_state(args, p, "random")
+    _check_sgd(args, p, args.N, replicas=args.seeds, method=args.method, data=spec,
+               prescribed=not isinstance(init, str))
     log.info("simulating %r at N=%d for t <= %g with %d replicas", p, args.N, args.t_max,
              args.seeds)
+    _log_start(args)
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -423,16 +878,22 @@ def cmd_ode(args: argparse.Namespace) -> int:
     If the integration fails, the trajectory before the failure is written to the partial
     result file.
     """
+    from ._validate import check_real
     from .errors import IntegrationError
     from .ode import integrate
 
+    # every input is checked before the start line and the work
     p = _params(args)
+    _check_times(args)
+    check_real("rtol", args.rtol, gt=0.0)
+    check_real("atol", args.atol, gt=0.0)
     _check_out_file(args.out)
     init = _init_state(args, p, "overlap")
     if isinstance(init, str):
-        raise UsageError("the ODE cannot start from the random state (m = d = 0 never "
-                         "moves); use --init overlap or --init-from FILE")
+        raise UsageError("init", "the ODE cannot start from the random state (m = d = 0 "
+                         "never moves); use --init overlap or --init-from FILE")
     log.info("integrating the ODEs for %r up to t = %g (%s)", p, args.t_max, args.method)
+    _log_start(args)
     t0 = time.perf_counter()
     try:
         ds = integrate(p, t_max=args.t_max, init=init, record_every=args.record_every,
@@ -454,21 +915,32 @@ def cmd_ode(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare SGD at several N with the ODE and write data and figures (``linvae compare``)."""
-    from .comparison import run_compare
+    from .comparison import _check_Ns, run_compare
+    from .data import check_data
 
+    # every input is checked before the start line and the work
     p = _params(args)
+    Ns = _check_Ns(args.Ns)
+    _check_times(args)
     out = _check_out_dir(args.out)
     init = _init_state(args, p, "overlap")
     if isinstance(init, str):
-        raise UsageError("compare cannot start from the random state; use --init overlap")
-    log.info("comparing SGD at N = %s with the ODE for %r, t <= %g, %d replicas",
-             args.Ns, p, args.t_max, args.replicas)
-    t0 = time.perf_counter()
+        raise UsageError("init", "compare cannot start from the random state; use --init "
+                         "overlap")
     if len(args.method) not in (1, len(args.Ns)):
-        raise UsageError(f"--method takes one method for every N or one per N ({len(args.Ns)} "
-                         f"for --Ns {' '.join(map(str, args.Ns))}), got {len(args.method)}")
+        raise UsageError("method", f"needs one method for every N, or one per N "
+                         f"({len(args.Ns)} for --Ns {_show(args.Ns)})")
     methods = args.method[0] if len(args.method) == 1 else dict(zip(args.Ns, args.method,
                                                                     strict=True))
+    for N in Ns:
+        method = methods if isinstance(methods, str) else methods[N]
+        _check_sgd(args, p, N, replicas=args.replicas, method=method, data=check_data(),
+                   prescribed=True, N_name="Ns", replicas_name="replicas")
+    log.info("comparing SGD at N = %s with the ODE for %r, t <= %g, %d replicas",
+             args.Ns, p, args.t_max, args.replicas)
+    _log_start(args)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     cmp, files = run_compare(p, out, Ns=args.Ns, t_max=args.t_max, replicas=args.replicas,
                              record_every=args.record_every, seed=args.seed,
                              threads=args.threads, init=init, progress=not args.quiet,
@@ -481,9 +953,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_stability(args: argparse.Namespace) -> int:
     """Print the fixed points and thresholds, optionally also as JSON (``linvae stability``)."""
+    from .errors import TooLargeError
+    from .ode import layout
     from .stability import stability_report
+    from .stability.search import MAX_STATE_SIZE, check_size
 
+    # every input is checked before the start line and the work
     p = _params(args)
+    try:
+        check_size(p)
+    except TooLargeError:  # its message explains the cost at length; one line here
+        raise UsageError(("M", "M_star"), f"{layout(p).size} state entries; the fixed-point "
+                         f"search takes at most {MAX_STATE_SIZE} (its cost grows like M^6)"
+                         ) from None
     if args.out is not None:
         _check_out_file(args.out)
     log.info("fixed points and thresholds for %r", p)
@@ -505,19 +987,28 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .io import load
     from .plot import plot_result, save_figure
 
+    # every input is checked before any work
     if not args.file.is_file():
-        raise FileNotFoundError(f"result file {str(args.file)!r} does not exist")
+        raise UsageError("file", "does not exist", value=args.file)
     try:
         ds = load(args.file)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read {str(args.file)!r} as a linvae result: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                         ) from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError("file", f"is not a linvae result ({first})", value=args.file) from None
     outs = args.out or [args.file.with_suffix(".png")]
     for o in outs:
         if o.suffix.lower() not in (".png", ".pdf", ".svg"):
-            raise UsageError(f"--out must end in .png, .pdf or .svg, got {str(o)!r}")
+            raise UsageError("out", "must end in .png, .pdf or .svg", value=o)
         _check_out_file(o)
+    extra = [str(d) for d in ds.dims if d not in ("replica", "t", "latent", "latent2", "factor")]
+    if extra:
+        raise UsageError("file", f"holds more than one run (dims {', '.join(extra)}: a merged "
+                         f"sweep?); plot one point's own file", value=args.file)
+    series = [str(v) for v in ds.data_vars if "t" in ds[v].dims]
+    bad = [v for v in args.variables or () if v not in series]
+    if bad:
+        raise UsageError("variables", f"not in the file; it has {', '.join(series)}",
+                         value=" ".join(bad))
     theory = None
     if not args.no_theory and ds.attrs.get("kind") == "simulation":
         from .finite_n import predicted_spread
@@ -538,7 +1029,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """Regenerate the figure families (``linvae reproduce``); return 1 if any of them failed."""
     from .reproduce import reproduce
 
-    out = _check_out_dir(args.out)
+    out = _check_out_dir(args.out)  # reproduce checks the rest and says what it starts
     report = reproduce(out, quick=args.quick, progress=not args.quiet, threads=args.threads,
                        only=args.only)
     failed = [f for f in report.families if not f.ok]
@@ -568,8 +1059,22 @@ def _shard(text: str | None) -> Any:
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise UsageError(f"--shard must be i/n (e.g. 3/16) or env, got {text!r}") from None
+        raise UsageError("shard", "must be i/n (e.g. 3/16) or env") from None
+    if not 0 <= i < n:
+        raise UsageError("shard", f"must be i/n with 0 <= i < n (shards 0 to {n - 1} of {n})"
+                         if n > 0 else "must be i/n with n >= 1")
     return (i, n)
+
+
+def _bare_rule(exc: BaseException, name: str) -> str:
+    """Return the rule of a library message about ``name``.
+
+    "beta must be >= 0, got -1" is "must be >= 0".
+    """
+    text = _one_line(exc)
+    if text.startswith(f"{name} "):
+        text = text[len(name) + 1:]
+    return re.sub(r"^((?:must|needs) .+?), got .*$", r"\1", text)
 
 
 # the flags of the sweep command that set the task setting of the same name: a task takes
@@ -583,32 +1088,67 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     Returns 1 unless every selected point of the grid has a result, else 0.
     """
+    import math
+
+    from ._validate import check_int, check_real
+    from .params import FIELDS
     from .sweeps import Grid, open_sweep, sweep, task_cli_settings
 
     if args.merge:
-        ds = open_sweep(args.out)
         target = args.to if args.to is not None else Path(args.out) / "merged.nc"
+        _check_out_file(target, "to" if args.to is not None else "out")
+        ds = open_sweep(args.out)
         t0 = time.perf_counter()
         args.out = target
         log.info("merged %s: %s", target, dict(ds.sizes))
         return _save_result(ds, args, t0)
+    # every input is checked before the start line and the work
+    p = _params(args)
     shard = _shard(args.shard)
     if not args.axis:
-        raise UsageError("give at least one grid axis, e.g. --axis beta 0.5 1.0 1.5")
+        raise UsageError("axis", "needs at least one grid axis, e.g. --axis beta 0.5 1.0 1.5")
     axes: dict[str, Any] = {}
     for name, *values in args.axis:
         if not values:
-            raise UsageError(f"--axis {name} needs at least one value")
+            raise UsageError("axis", "needs at least one value after the name", value=name)
         axes[name] = [_axis_value(v) for v in values]
     names = task_cli_settings(args.task)
     unknown = [k for k in names if k not in SWEEP_TASK_FLAGS]
     if unknown:
-        raise UsageError(f"task {args.task!r} is registered to take {unknown[0]!r} from the "
-                         f"command line, which has no flag for it")
+        raise UsageError((), f"task {args.task!r} is registered to take {unknown[0]!r} from "
+                         f"the command line, which has no flag for it")
     replicas = args.replicas if "replicas" in names else None
-    grid = Grid.zip(replicas=replicas, **axes) if args.zip else Grid(replicas=replicas, **axes)
+    try:
+        grid = Grid.zip(replicas=replicas, **axes) if args.zip else Grid(replicas=replicas,
+                                                                         **axes)
+    except (TypeError, ValueError) as exc:
+        raise UsageError("axis", _one_line(exc), value=" ".join(axes)) from None
     settings = {k: getattr(args, k) for k in names if k != "replicas" and k not in axes}
-    p = _params(args)
+    # each axis value as the model or the task would take it, one at a time
+    model = {f.name for f in FIELDS}
+    run_rules = {"N": ("int", 1), "seed": ("int", 0), "t_max": ("real", 0.0),
+                 "record_every": ("real", 0.0)}
+    for name, values in axes.items():
+        for v in values:
+            try:
+                if name in model:
+                    p.replace(**{name: v})
+                elif name in run_rules:
+                    kind, low = run_rules[name]
+                    if kind == "int":
+                        check_int(name, v, ge=int(low))
+                    else:
+                        check_real(name, v, gt=low)
+            except (TypeError, ValueError) as exc:
+                raise UsageError("axis", _bare_rule(exc, name), value=f"{name} {v}") from None
+    for name in ("t_max", "record_every"):
+        if name in settings:
+            check_real(name, settings[name], gt=0.0)
+    if "record_every" in settings:
+        longest = max(axes.get("t_max", [settings.get("t_max", math.inf)]))
+        if isinstance(longest, int | float) and settings["record_every"] > longest:
+            raise UsageError("record_every", f"must be <= --t-max ({_show(longest)})")
+    _check_out_dir(args.out)
     log.info("sweep %s over %s -> %s", args.task,
              dict(zip(grid.dims, grid.shape, strict=True)), args.out)
     res = sweep(p, grid, task=args.task, out=args.out, executor=args.executor,
@@ -863,20 +1403,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str],
-           first: argparse.Namespace) -> argparse.Namespace:
-    """Parse again if a config is given: the file sets defaults, the flags win."""
+           first: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
+    """Parse again if a config is given: the file sets defaults, the flags win.
+
+    Returns the arguments and the settings the config set.
+    """
     from .config import apply_config, load_config
 
     args = first
     if getattr(args, "config", None) is None:
-        return args
+        return args, []
     subs: dict[str, argparse.ArgumentParser] = parser._linvae_subparsers  # type: ignore[attr-defined]
     known = {a.dest for sp in subs.values() for a in sp._actions}
     data = load_config(args.config)
-    apply_config(subs[args.command], data, args.command, COMMANDS, known)
+    applied = apply_config(subs[args.command], data, args.command, COMMANDS, known)
     args = parser.parse_args(argv)
     log.debug("config %s applied", args.config)
-    return args
+    return args, list(applied)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -943,29 +1486,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "linvae"
+    context: _Context | None = None
     lib_log, drop = logging.getLogger("linvae.simulation"), _DropStopNotice()
     lib_log.addFilter(drop)
     try:
         with warnings.catch_warnings(), _sigterm_like_ctrl_c():
             parser = build_parser()  # inside: a Ctrl-C while it imports is one line too
-            first = parser.parse_args(argv)
+            first = parser.parse_args(argv)  # --help, or an error it says: SystemExit
             command = f"linvae {first.command}"
+            subs = parser._linvae_subparsers  # type: ignore[attr-defined]
+            context = _Context(command, subs[first.command], argv, first)
             warnings.showwarning = _one_line_warnings(command)
-            args = _parse(parser, argv, first)
+            args, from_config = _parse(parser, argv, first)
+            context.args, context.from_config = args, set(from_config)
             args.argv = argv
             logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                                 format="linvae: %(message)s")
+            # the root logger's INFO level is for linvae: fontTools, which subsets the
+            # fonts of every PDF figure, says "pruned"/"dropped" for each table at INFO
+            logging.getLogger("fontTools").setLevel(logging.WARNING)
             if args.quiet:
                 warnings.filterwarnings("ignore", category=UserWarning, module="tqdm")
             return int(args.func(args))
     except ConfigError as exc:
-        print(f"{command}: error: {exc}", file=sys.stderr)
+        print(_config_error(context, command, exc), file=sys.stderr)
         return 2
-    except IntegrationError as exc:
+    except IntegrationError as exc:  # a failed computation, not a bad command line
         print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError, MemoryError, RuntimeError) as exc:
-        print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
+        line = (context.error(exc) if context is not None
+                else _error_line(command, "", _one_line(exc), see_help=False))
+        print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         signum = int(getattr(exc, "signal", 2))
@@ -980,6 +1532,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         lib_log.removeFilter(drop)
+
+
+def _config_error(context: _Context | None, command: str, exc: Exception) -> str:
+    """Return the error line of an unreadable or invalid config: ``--config FILE: RULE``."""
+    text = _one_line(exc)
+    path = getattr(context.args if context else None, "config", None)
+    rule = re.sub(r"^config(?: file '[^']*')?:? ", "", text)
+    rule = re.sub(r"^bad value for (\w+): (?=\1 )", "", rule)  # "N must be an integer, ..."
+    if context is None or path is None:
+        return _error_line(command, "", text)
+    return context.line(f"--config {path}", rule)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -32,6 +32,7 @@ from numpy.typing import ArrayLike
 
 from ._validate import check_int, check_real
 from .dataset import parse_state
+from .observables import ORDER_PARAMETERS
 from .ode import integrate
 from .params import Params, check_params
 from .states import overlap_state
@@ -46,9 +47,9 @@ __all__ = ["VARIABLES", "Comparison", "compare", "fit_exponents", "gap_statistic
 
 log = logging.getLogger("linvae")
 
-#: Variables whose SGD-ODE gap is measured: the order parameters and eps_g.
-VARIABLES = ("m", "d", "Q", "E", "R", "D", "eg")
-#: Gap statistics: largest absolute deviation, root-mean-square deviation.
+#: Variables whose SGD-ODE gap is measured, the order parameters and eps_g.
+VARIABLES = (*ORDER_PARAMETERS, "eg")
+#: Gap statistics, the largest absolute deviation and the root-mean-square deviation.
 STATS = ("max", "rms")
 
 
@@ -220,7 +221,7 @@ class Comparison:
 
     @property
     def spread_ratio(self) -> xr.Dataset | None:
-        """Measured / predicted sd per (N, variable): the median over t > 0 and entries.
+        """Measured / predicted sd per (N, variable), the median over t > 0 and entries.
 
         The variable is ``ratio``; about 1 within the replicas' sampling error, which is
         ~ 1 / sqrt(2 replicas). None without :attr:`spread`.
@@ -266,14 +267,15 @@ class Comparison:
         """Figure with (a) trajectories of ``variable`` and (b) gap vs N on log-log axes."""
         from . import plot as _plot
 
-        fig = _plot.figure(ncols=2)
-        ax_a, ax_b = fig.axes
-        _plot.plot_trajectories(self.ode, self.sims, variable=variable, entries=entries,
-                                ax=ax_a, theory=self.spread)
-        _plot.plot_gaps(self.gaps, stat=stat, exponents=self.exponents,
-                        prefactors=self.prefactors, ax=ax_b)
-        ax_a.set_title(f"(a) {variable}: ODE vs SGD")
-        ax_b.set_title(f"(b) SGD-ODE gap ({stat})")
+        with _plot.style_context():
+            fig = _plot.figure(ncols=2)
+            ax_a, ax_b = fig.axes
+            _plot.plot_trajectories(self.ode, self.sims, variable=variable, entries=entries,
+                                    ax=ax_a, theory=self.spread)
+            _plot.plot_gaps(self.gaps, stat=stat, exponents=self.exponents,
+                            prefactors=self.prefactors, ax=ax_b)
+            ax_a.set_title(f"(a) {_plot.symbol(variable)}: SGD vs ODE")
+            ax_b.set_title(f"(b) SGD–ODE gap ({stat})")
         return fig
 
 
@@ -484,36 +486,60 @@ def plot_comparison(cmp: Comparison, *, replicas: int,
                     show: Sequence[int] | None = None) -> Figure:
     """Return the figure of :func:`run_compare`: trajectories per variable and the gap vs N.
 
-    ``show`` picks the N whose trajectories are drawn (default: all).
+    ``show`` picks the N whose trajectories are drawn (default: all). The styles of the
+    trajectories are explained once, in a legend under the panels.
     """
     from .plot import (
         BAND_SD,
         STANDARD,
-        axis_label,
+        _draw_trajectories,
+        apply_style,
         describe,
         figure,
         n_label,
         plot_gaps,
-        plot_trajectories,
+        style_context,
         suptitle,
     )
 
     variables = [v for v in STANDARD if v in cmp.ode]
     drawn = cmp.sims if show is None else {int(n): cmp.sims[int(n)] for n in show}
-    fig = figure(ncols=4, nrows=2, width=3.6, height=2.8)
-    for ax, v in zip(fig.axes, variables, strict=False):
-        plot_trajectories(cmp.ode, drawn, variable=v, ax=ax, theory=cmp.spread)
-        ax.set_ylabel(axis_label(cmp.ode, v))
-        if v != variables[0]:
-            leg = ax.get_legend()
-            if leg is not None:
-                leg.remove()
-    plot_gaps(cmp.gaps, stat="rms", exponents=cmp.exponents, prefactors=cmp.prefactors,
-              ax=fig.axes[7])
-    fig.axes[7].set_title("SGD–ODE gap vs N (rms)", fontsize=9)
-    gram = [n for n in cmp.Ns if cmp.methods.get(n) == "gram"]
-    how = f" (Gram chain at N = {', '.join(map(n_label, gram))})" if gram else ""
-    band = "" if cmp.spread is None else f", dotted: ODE ± {BAND_SD}σ/√N"
-    suptitle(fig, f"SGD (mean ± {BAND_SD} sd, {replicas} replicas{band}) vs ODE, N = "
-                   f"{', '.join(map(n_label, cmp.Ns))}{how}: {describe(cmp.params.to_attrs())}")
+    with style_context():
+        # a panel per variable; the last row has the gap vs N, twice as wide, in a
+        # subfigure of its own (its legend on its right takes no room from the panels above)
+        ncols = 3
+        top, rest = variables[:ncols * ((len(variables) - 1) // ncols)], \
+            variables[ncols * ((len(variables) - 1) // ncols):]
+        nrows = len(top) // ncols
+        fig = figure(ncols=ncols, nrows=nrows + 1, height=1.75, empty=True)
+        if nrows:
+            sub_top, sub_bottom = cast(Any, fig.subfigures(2, 1, height_ratios=[nrows, 1]))
+        else:  # the gap panel's row alone
+            sub_top = sub_bottom = cast(Any, fig)
+        key: tuple[list[Any], list[str]] = ([], [])
+        axes = [apply_style(sub_top.add_subplot(nrows, ncols, k + 1)) for k in range(len(top))]
+        widths = [1] * len(rest) + [ncols - len(rest)]
+        gs = sub_bottom.add_gridspec(1, len(widths), width_ratios=widths)
+        axes += [apply_style(sub_bottom.add_subplot(gs[0, k])) for k in range(len(rest))]
+        for ax, v in zip(axes, variables, strict=True):
+            # the same styles in every panel: one legend for all
+            drawn_key = _draw_trajectories(cmp.ode, drawn, v, None, ax, cmp.spread)
+            key = key if key[0] else drawn_key
+        gap_ax = apply_style(sub_bottom.add_subplot(gs[0, len(rest)]))
+        plot_gaps(cmp.gaps, stat="rms", exponents=cmp.exponents, prefactors=cmp.prefactors,
+                  ax=gap_ax)
+        gap_ax.set_title("SGD–ODE gap vs $N$")
+        gap_legend = gap_ax.get_legend()
+        if gap_legend is not None:  # the panel is wide: its legend on its right
+            gap_legend._linvae_outside = "right"  # type: ignore[attr-defined]
+        if key[0]:
+            try:
+                fig.legend(*key, loc="outside lower center", ncols=min(len(key[1]), 3))
+            except ValueError:  # matplotlib < 3.7: no "outside" places
+                fig.legend(*key, loc="lower center", ncols=min(len(key[1]), 3))
+        gram = [n for n in cmp.Ns if cmp.methods.get(n) == "gram"]
+        how = f"; Gram chain at N = {', '.join(map(n_label, gram))}" if gram else ""
+        suptitle(fig, f"SGD (mean ± {BAND_SD} sd over {replicas} replicas) vs ODE",
+                 f"N = {', '.join(map(n_label, cmp.Ns))}{how}; "
+                 f"{describe(cmp.params.to_attrs())}")
     return fig

@@ -51,7 +51,7 @@ class DataSpec:
 
     @property
     def gaussian(self) -> bool:
-        """Gaussian noise and factors, fresh every step: the model of the ODEs' derivation."""
+        """Gaussian noise and factors, fresh every step (the model of the ODEs' derivation)."""
         return (self.noise == "gaussian" and self.factors == "gaussian"
                 and self.dataset_size is None)
 

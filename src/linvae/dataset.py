@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import observables
 from ._validate import check_array
-from .observables import ORDER_PARAMETERS
+from .observables import DIMS, ORDER_PARAMETERS, shapes_of
 from .params import Params
 
 if TYPE_CHECKING:
@@ -38,12 +38,6 @@ Array = NDArray[np.float64]
 MAX_RECORDS = 1e8
 
 #: Matrix dims of each order parameter (after any replica/t dims).
-DIMS: dict[str, tuple[str, ...]] = {
-    "m": ("latent", "factor"), "d": ("latent", "factor"),
-    "Q": ("latent", "latent2"), "E": ("latent", "latent2"), "R": ("latent", "latent2"),
-    "D": ("latent",),
-}
-
 _LONG_NAMES = {
     "m": "decoder-teacher overlap m = W^T W*/N",
     "d": "encoder-teacher overlap d = V^T W*/N",
@@ -61,9 +55,8 @@ _LONG_NAMES = {
 
 
 def state_shapes(p: Params) -> dict[str, tuple[int, ...]]:
-    """Shapes of the order parameters m, d, Q, E, R, D for the sizes of ``p``."""
-    M, Ms = p.M, p.M_star
-    return {"m": (M, Ms), "d": (M, Ms), "Q": (M, M), "E": (M, M), "R": (M, M), "D": (M,)}
+    """Shapes of the order parameters (:data:`ORDER_PARAMETERS`) for the sizes of ``p``."""
+    return shapes_of(p.M, p.M_star)
 
 
 def make_dataset(ops: Mapping[str, Array], t: Array, params: Params, *,

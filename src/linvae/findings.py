@@ -34,7 +34,18 @@ from .dataset import state_of
 from .observables import ORDER_PARAMETERS
 from .ode import integrate, steady_state_grid
 from .params import Params, check_params
-from .plot import STYLE, apply_style, colors, figure, vline
+from .plot import (
+    STYLE,
+    apply_style,
+    colors,
+    figure,
+    legend,
+    mark,
+    markers,
+    styled,
+    symbol,
+    vline,
+)
 from .stability import (
     FixedPoint,
     annealing_threshold,
@@ -62,6 +73,7 @@ __all__ = [
     "plot_disentanglement",
     "plot_optimal_beta",
     "plot_superfluous",
+    "refine_grid",
     "superfluous",
     "superfluous_vs_M",
 ]
@@ -80,6 +92,33 @@ def _grid(name: str, values: ArrayLike, *, gt: float | None = None,
     if ge is not None and not np.all(a >= ge):
         raise ValueError(f"{name} must be >= {ge:g} elementwise, got {a.tolist()}")
     return a
+
+
+def refine_grid(values: ArrayLike, at: ArrayLike, below: int = 8, above: int | None = None,
+                width: float | None = None) -> Array:
+    """Return the sorted grid ``values`` with points added on both sides of each ``at``.
+
+    ``below`` points are added under each threshold and ``above`` (default
+    ``below // 2``) over it, at distances ``width * (k / n)**2`` (k = 1 .. n) and one
+    at ``1e-6 * width``: evenly spaced in the square root of the distance, the law of a
+    continuous transition such as the collapse (|m| ~ (beta_c - beta)^(1/2)), which a
+    coarse grid would draw as a jump. ``width`` defaults to a sixth of the grid's range.
+    Points outside the grid's range, and thresholds that are not finite or outside it,
+    are left out.
+    """
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    below = check_int("below", below, ge=0)
+    above = below // 2 if above is None else check_int("above", above, ge=0)
+    lo, hi = float(v.min()), float(v.max())
+    w = (hi - lo) / 6.0 if width is None else check_real("width", width, gt=0.0)
+
+    def steps(n: int) -> Array:
+        return np.r_[1e-6, (np.arange(1, n + 1) / n) ** 2] * w if n else np.zeros(0)
+
+    extra = [c + sign * steps(n) for c in np.atleast_1d(np.asarray(at, dtype=np.float64))
+             if np.isfinite(c) and lo < c < hi for sign, n in ((-1.0, below), (1.0, above))]
+    out = np.concatenate([v, *extra])
+    return np.unique(out[(out >= lo) & (out <= hi)])
 
 
 def latent_rates(ds: xr.Dataset) -> xr.DataArray:
@@ -238,36 +277,43 @@ def optimal_beta(p: Params, rhos: ArrayLike = (0.5, 1.0, 2.0),
                              "finding": "optimal_beta"})
 
 
+@styled
 def plot_optimal_beta(ds: xr.Dataset, fig: Figure | None = None) -> Figure:
     """Plot the steady-state eps_g vs beta, one curve per rho.
 
     The numerical minimum of each curve is marked (circle), and the predicted optimum
-    beta = eta (dotted).
+    beta = eta (dotted, the optimum as tau -> 0). Where no stable fixed point is found
+    the curve is left open.
     """
     if fig is None:
-        fig = figure(ncols=1, width=4.6)
+        fig = figure(ncols=1, height=2.8)
     ax = fig.axes[0] if fig.axes else apply_style(fig.add_subplot(1, 1, 1))
-    lw, fs = STYLE["linewidth"], STYLE["fontsize"]
+    lw = STYLE["linewidth"]
     b = ds["beta"].values
     for c, rho in zip(colors(ds.sizes["rho"]), ds["rho"].values, strict=True):
         sel = ds.sel(rho=rho)
-        ax.plot(b, sel["eg"].values, color=c, lw=lw, label=f"ρ = {rho:g}")
-        ax.plot(float(sel["beta_opt"]), float(sel["eg_min"]), "o", color=c, ms=5,
-                label=f"minimum at β = {float(sel['beta_opt']):.4f}")
-    vline(ax, float(ds["predicted"].values[0]), f"η = {float(ds['predicted'].values[0]):g}")
-    ax.set_xlabel("β")
-    ax.set_ylabel("steady-state ε_g")
-    ax.set_title("the optimal β is η for every ρ", fontsize=fs + 1)
-    ax.legend(fontsize=fs - 1, frameon=False)
+        ax.plot(b, sel["eg"].values, color=c, lw=lw, label=rf"$\rho={rho:g}$")
+        ax.plot(float(sel["beta_opt"]), float(sel["eg_min"]), "o", color=c, ms=4.5,
+                mec="k", mew=0.6, zorder=3)
+    ax.plot([], [], "o", color="0.6", mec="k", mew=0.6, ms=4.5, label="numerical minimum")
+    eta = float(ds["predicted"].values[0])
+    mark(ax, eta, r"$\beta=\eta$ (theory, $\tau\to0$)")
+    ax.set_xlabel(symbol("beta"))
+    ax.set_ylabel(r"steady-state $\varepsilon_g$")
+    legend(ax)
     return fig
 
 
+@styled
 def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
                   fig: Figure | None = None) -> Figure:
     """eps_g and rate vs beta, overlaps vs beta, and (if given) the phase diagram.
 
-    Thresholds found numerically are dotted vertical lines; the phase diagram shows the
-    rate with the numerical threshold (white) over the predicted rho + eta (dashed).
+    Thresholds found numerically are dotted vertical lines, named beta_c above the
+    axes; the phase diagram shows the
+    rate with the numerical threshold (white) over the predicted rho + eta (dashed). The
+    curves join the sweep's points: sample densely near the threshold
+    (:func:`refine_grid`) for the continuous transition to look continuous.
     """
     ncols = 3 if phase is not None else 2
     if fig is None:
@@ -276,52 +322,55 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
                                                                                k + 1))
                                                     for k in range(ncols)]
     lw = STYLE["linewidth"]
-    fs = STYLE["fontsize"]
     b = sweep["beta"].values
     ax = axes[0]
-    ax.plot(b, sweep["eg"].values, color="k", lw=lw, label="ε_g")
+    ax.plot(b, sweep["eg"].values, color="k", lw=lw, label=symbol("eg"))
     cols = colors(sweep.sizes["latent"])
     for k in range(sweep.sizes["latent"]):
         ax.plot(b, sweep["latent_rate"].values[:, k], color=cols[k], lw=lw, ls="--",
-                label=f"rate of latent {k}")
-    for k, thr in enumerate(sweep["threshold"].values):
-        vline(ax, float(thr), "threshold (numerical)" if k == 0 else None)
-    ax.set_xlabel("β")
-    ax.set_ylabel("steady state")
-    ax.set_title("posterior collapse", fontsize=fs + 1)
-    ax.legend(fontsize=fs - 1, frameon=False)
+                label=f"rate of latent {k}" if sweep.sizes["latent"] > 1 else "rate")
+    thresholds = [float(x) for x in sweep["threshold"].values]
+    for k, thr in enumerate(thresholds):
+        mark(ax, thr, r"$\beta_c$" if len(thresholds) == 1 else rf"$\beta_{{c,{k}}}$")
+    ax.set_xlabel(symbol("beta"))
+    ax.set_ylabel("stable fixed point")
+    ax.set_title("(a) error and rate")
+    legend(ax)
     ax = axes[1]
     M, Ms = sweep.sizes["latent"], sweep.sizes["factor"]
     for k in range(min(M, Ms)):
         ax.plot(b, np.abs(sweep["m"].values[:, k, k]), color=cols[k], lw=lw,
-                label=f"|m[{k},{k}]|")
+                label=f"$|{symbol('m', (k, k)).strip('$')}|$")
         ax.plot(b, sweep["Q"].values[:, k, k], color=cols[k], lw=lw * 0.8, ls="--",
-                label=f"Q[{k},{k}]")
+                label=symbol("Q", (k, k)))
     for k in range(min(M, Ms), M):
         ax.plot(b, sweep["Q"].values[:, k, k], color=cols[k], lw=lw * 0.8, ls="-.",
-                label=f"Q[{k},{k}] (superfluous)")
-    for thr in sweep["threshold"].values:
-        vline(ax, float(thr), None)
-    ax.set_xlabel("β")
+                label=f"{symbol('Q', (k, k))} (superfluous)")
+    for k, thr in enumerate(thresholds):
+        mark(ax, thr, r"$\beta_c$" if len(thresholds) == 1 else rf"$\beta_{{c,{k}}}$")
+    ax.set_xlabel(symbol("beta"))
     ax.set_ylabel("overlap")
-    ax.legend(fontsize=fs - 1, frameon=False)
+    ax.set_title("(b) overlaps")
+    legend(ax)
     if phase is not None:
         ax = axes[2]
         from matplotlib.colors import PowerNorm
 
         # a power norm: the rate spans decades, and the small values near the boundary matter
         pm = ax.pcolormesh(phase["beta"].values, phase["rho"].values, phase["rate"].values,
-                           shading="nearest", cmap=STYLE["cmap"], norm=PowerNorm(0.3))
+                           shading="nearest", cmap=STYLE["cmap"], norm=PowerNorm(0.3),
+                           rasterized=True)
         fig.colorbar(pm, ax=ax, label="rate at the stable fixed point")
         ax.plot(phase["threshold"].values, phase["rho"].values, color="w", lw=lw,
-                label="threshold (numerical)")
+                label=r"$\beta_c$ (numerical)")
         ax.plot(phase["predicted"].values, phase["rho"].values, color="k", lw=lw * 0.8,
-                ls="--", label="ρ + η")
+                ls="--", label=r"$\rho+\eta$")
         ax.set_xlim(float(phase["beta"].min()), float(phase["beta"].max()))
-        ax.set_xlabel("β")
-        ax.set_ylabel("ρ")
-        ax.set_title("phase diagram (M = M* = 1)", fontsize=fs + 1)
-        ax.legend(fontsize=fs - 1, frameon=False, loc="upper left")
+        ax.set_xlabel(symbol("beta"))
+        ax.set_ylabel(symbol("rho"))
+        ax.set_title(r"(c) phase diagram, $M=M^*=1$")
+        ax.grid(False)
+        legend(ax)
     return fig
 
 
@@ -438,17 +487,20 @@ def superfluous_vs_M(p: Params | None = None, Ms: Sequence[int] = (1, 2, 3),
                              "overlap": overlap, "finding": "superfluous_vs_M"})
 
 
+@styled
 def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
                      fig: Figure | None = None) -> Figure:
     """Plot the extra latent's Q_kk, R_kk and rate over time (beta below/above eta).
 
-    If ``vs_M`` is given, also plot eps_g, convergence time and slowest eigenvalue vs M.
+    If ``vs_M`` is given, also plot eps_g, convergence time and slowest eigenvalue vs M
+    (a 2 x 2 figure).
     """
-    ncols = 2 if vs_M is None else 4
+    from matplotlib.lines import Line2D
+
     if fig is None:
-        fig = figure(ncols=ncols)
+        fig = figure(ncols=2) if vs_M is None else figure(ncols=2, nrows=2)
     axes = fig.axes
-    lw, fs = STYLE["linewidth"], STYLE["fontsize"]
+    lw = STYLE["linewidth"]
     Ms = int(np.atleast_1d(traj.attrs["rho"]).size)
     extra = list(range(Ms, traj.sizes["latent"]))
     cols = colors(traj.sizes["beta"])
@@ -456,41 +508,46 @@ def plot_superfluous(traj: xr.Dataset, vs_M: xr.Dataset | None = None,
     for c, beta in zip(cols, traj["beta"].values, strict=True):
         sel = traj.sel(beta=beta)
         for k in extra:
-            lab = f"β={beta:g}" if k == extra[0] else None
+            lab = rf"$\beta={beta:g}$" if k == extra[0] else None
             axes[0].plot(t, sel["Qkk"].values[:, k], color=c, lw=lw, label=lab)
             axes[0].plot(t, sel["Rkk"].values[:, k], color=c, lw=lw * 0.8, ls="--")
             axes[0].plot(t, sel["mk"].values[:, k], color=c, lw=lw * 0.8, ls=":")
             axes[1].plot(t, sel["latent_rate"].values[:, k], color=c, lw=lw, label=lab)
-    from matplotlib.lines import Line2D
-
     handles, _ = axes[0].get_legend_handles_labels()
-    handles += [Line2D([], [], color="0.4", lw=lw, ls=ls, label=lab) for ls, lab in
-                (("-", "Q_kk"), ("--", "R_kk"), (":", "|m_k|"))]
-    axes[0].set_xlabel("t")
-    axes[0].set_ylabel("extra latent: Q_kk, R_kk, |m_k|")
-    axes[0].set_title(f"superfluous latent (η={float(traj.attrs['eta']):g})",
-                      fontsize=fs + 1)
-    axes[0].legend(handles=handles, fontsize=fs - 1, frameon=False, loc="upper right")
-    axes[1].set_xlabel("t")
+    handles += [Line2D([], [], color="0.4", lw=lw, ls=ls, label=symbol(name)) for ls, name in
+                (("-", "Qkk"), ("--", "Rkk"), (":", "mk"))]
+    eta = float(traj.attrs["eta"])
+    axes[0].set_xlabel(symbol("t"))
+    axes[0].set_ylabel("extra latent $k$")
+    axes[0].set_title(rf"(a) superfluous latent, $\eta={eta:g}$")
+    legend(axes[0], handles=handles)
+    axes[1].set_xlabel(symbol("t"))
     axes[1].set_ylabel("rate of the extra latent")
-    axes[1].legend(fontsize=fs - 1, frameon=False)
+    axes[1].set_title("(b) its rate")
+    legend(axes[1])
     if vs_M is not None:
         cols = colors(vs_M.sizes["beta"])
         M = vs_M["M"].values
         for c, beta in zip(cols, vs_M["beta"].values, strict=True):
             sel = vs_M.sel(beta=beta)
-            axes[2].plot(M, sel["eg"].values, "o-", color=c, lw=lw, label=f"β={beta:g}")
+            axes[2].plot(M, sel["eg"].values, "o-", color=c, lw=lw, label=rf"$\beta={beta:g}$")
             axes[3].plot(M, sel["t_conv"].values, "o-", color=c, lw=lw,
-                         label=f"t_conv, β={beta:g}")
+                         label=rf"$\beta={beta:g}$")
             axes[3].plot(M, -1.0 / sel["max_real"].values, "s--", color=c, lw=lw * 0.7,
-                         label=f"-1/J_max, β={beta:g}")
-        axes[2].set_xlabel("M (latents)")
-        axes[2].set_ylabel("ε_g at the stable fixed point")
-        axes[2].legend(fontsize=fs - 1, frameon=False)
-        axes[3].set_xlabel("M (latents)")
-        axes[3].set_ylabel("time")
+                         mfc="none")
+        axes[2].set_xlabel("latents $M$")
+        axes[2].set_ylabel(r"$\varepsilon_g$ at the stable fixed point")
+        axes[2].set_title("(c) error vs $M$")
+        legend(axes[2])
+        handles, _ = axes[3].get_legend_handles_labels()
+        handles += [Line2D([], [], color="0.4", lw=lw, marker="o", label=r"$t_{\rm conv}$"),
+                    Line2D([], [], color="0.4", lw=lw * 0.7, ls="--", marker="s", mfc="none",
+                           label=r"$-1/J_{\max}$")]
+        axes[3].set_xlabel("latents $M$")
+        axes[3].set_ylabel(r"$t_{\rm conv}$ and $-1/J_{\max}$")
         axes[3].set_yscale("log")
-        axes[3].legend(fontsize=fs - 1, frameon=False)
+        axes[3].set_title("(d) convergence time")
+        legend(axes[3], handles=handles)
         for ax in axes[2:4]:
             ax.set_xticks(M)
     return fig
@@ -550,26 +607,28 @@ def annealing(p: Params | None = None, gammas: ArrayLike | None = None,
                              "finding": "annealing"})
 
 
+@styled
 def plot_annealing(ann: xr.Dataset, fig: Figure | None = None) -> Figure:
     """Convergence time vs gamma per schedule; constant beta (dashed) and gamma* (dotted)."""
     if fig is None:
-        fig = figure()
+        fig = figure(height=2.8)
     ax = fig.axes[0]
-    lw, fs = STYLE["linewidth"], STYLE["fontsize"]
+    lw = STYLE["linewidth"]
     g = ann["gamma"].values
-    for c, k in zip(colors(ann.sizes["schedule"]), ann["schedule"].values, strict=True):
-        ax.plot(g, ann["t_conv"].sel(schedule=k).values, "o-", ms=3, color=c, lw=lw,
+    n = ann.sizes["schedule"]
+    for c, mk, k in zip(colors(n), markers(n), ann["schedule"].values, strict=True):
+        ax.plot(g, ann["t_conv"].sel(schedule=k).values, marker=mk, ms=3.5, color=c, lw=lw,
                 label=str(k))
     ax.axhline(float(ann["t_constant"]), color="k", ls="--", lw=lw * 0.8,
-               label="constant β")
-    vline(ax, float(ann["gamma_star"]), f"γ* = {float(ann['gamma_star']):.3g}")
+               label=r"constant $\beta=\beta_\infty$")
+    gs = float(ann["gamma_star"])
+    vline(ax, gs, rf"$\gamma^*={gs:.3g}$")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("annealing rate γ")
-    ax.set_ylabel(f"convergence time (δ={float(ann.attrs['delta']):g})")
-    ax.set_title(f"KL annealing (β∞={float(ann.attrs['beta_inf']):g})",
-                 fontsize=fs + 1)
-    ax.legend(fontsize=fs - 1, frameon=False)
+    ax.set_xlabel(r"annealing rate $\gamma$")
+    delta = float(ann.attrs["delta"])
+    ax.set_ylabel(rf"convergence time $t_{{\rm conv}}$ ($\delta={delta:g}$)")
+    legend(ax, title="schedule" if n > 1 else None)
     return fig
 
 
@@ -622,26 +681,26 @@ def disentanglement(p: Params | None = None, t_max: float = 600.0,
     return ds
 
 
+@styled
 def plot_disentanglement(ds: xr.Dataset, fig: Figure | None = None) -> Figure:
     """Entries of m over time (left) and the disentanglement score (right)."""
     if fig is None:
         fig = figure(ncols=2)
     ax0, ax1 = fig.axes[:2]
-    lw, fs = STYLE["linewidth"], STYLE["fontsize"]
+    lw = STYLE["linewidth"]
     t = ds["t"].values
     M, Ms = ds.sizes["latent"], ds.sizes["factor"]
     cols = colors(M * Ms)
     for n, (i, j) in enumerate(np.ndindex(M, Ms)):
         ax0.plot(t, ds["m"].values[:, i, j], color=cols[n], lw=lw,
-                 ls="-" if i == j else "--", label=f"m[{i},{j}]")
-    ax0.set_xlabel("t")
-    ax0.set_ylabel("m")
-    rho = np.atleast_1d(ds.attrs["rho"])
-    ax0.set_title(f"disentanglement (rho={', '.join(f'{r:g}' for r in rho)})",
-                  fontsize=fs + 1)
-    ax0.legend(fontsize=fs - 1, frameon=False)
+                 ls="-" if i == j else "--", label=symbol("m", (i, j)))
+    ax0.set_xlabel(symbol("t"))
+    ax0.set_ylabel(symbol("m"))
+    ax0.set_title("(a) the entries of $m$")
+    legend(ax0)
     ax1.plot(t, ds["score"].values, color="k", lw=lw)
     ax1.set_ylim(0.0, 1.05)
-    ax1.set_xlabel("t")
+    ax1.set_xlabel(symbol("t"))
     ax1.set_ylabel("disentanglement score")
+    ax1.set_title("(b) score (1: disentangled)")
     return fig

@@ -68,7 +68,7 @@ __all__ = [
 
 Array = NDArray[np.float64]
 
-#: Median of |Z| for Z ~ N(0, 1): the 3/4 quantile of the standard normal.
+#: Median of |Z| for Z ~ N(0, 1), the 3/4 quantile of the standard normal.
 MEDIAN_ABS_NORMAL = 0.6744897501960817
 
 #: Methods of scipy.integrate.solve_ivp accepted for the covariance equation.
@@ -716,7 +716,7 @@ class EscapeTime:
 
     @property
     def t_asymptotic(self) -> float:
-        """Large-N form of the escape time: ``slope ln N + offset``."""
+        """Large-N form of the escape time, ``slope ln N + offset``."""
         return self.slope * math.log(self.N) + self.offset
 
     def __float__(self) -> float:

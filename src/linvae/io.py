@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-#: The netCDF/HDF5 libraries are not thread-safe: every netCDF access in linvae holds this.
+#: The netCDF/HDF5 libraries are not thread-safe; every netCDF access in linvae holds this.
 NETCDF_LOCK = threading.RLock()
 
 

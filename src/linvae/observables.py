@@ -15,9 +15,13 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _core
+
 __all__ = [
+    "DIMS",
     "KIND_TOL",
     "ORDER_PARAMETERS",
+    "SYMMETRIC",
     "Derived",
     "Moments",
     "derived",
@@ -26,11 +30,24 @@ __all__ = [
     "gram_matrix",
     "gram_sqrt",
     "moments",
+    "shapes_of",
     "state_gram",
 ]
 
-#: Names of the order parameters, in the order used throughout the package.
-ORDER_PARAMETERS = ("m", "d", "Q", "E", "R", "D")
+#: Names of the order parameters, in the order used throughout the package, which is the
+#: compiled code's declaration (cpp/linvae/model.hpp), from which everything else follows.
+ORDER_PARAMETERS: tuple[str, ...] = tuple(name for name, _, _ in _core.ORDER_PARAMETERS)
+#: The dims of each order parameter's matrix axes (latent and latent2 of size M, factor of size M*).
+DIMS: dict[str, tuple[str, ...]] = {name: tuple(dims) for name, dims, _ in
+                                    _core.ORDER_PARAMETERS}
+#: The symmetric ones (M x M), which the flat ODE state keeps as an upper triangle.
+SYMMETRIC: frozenset[str] = frozenset(name for name, _, sym in _core.ORDER_PARAMETERS if sym)
+
+
+def shapes_of(M: int, M_star: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the order parameters for M latents and M* factors."""
+    size = {"latent": M, "latent2": M, "factor": M_star}
+    return {k: tuple(size[d] for d in DIMS[k]) for k in ORDER_PARAMETERS}
 
 #: A latent is "learned" if some |m_ij| exceeds this, "noise" if not but Q_ii, E_ii or
 #: R_ii does, else "collapsed".

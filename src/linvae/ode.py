@@ -46,8 +46,8 @@ from . import _core, observables, schedules
 from ._validate import check_int, check_real
 from .dataset import DIMS, make_dataset, parse_state, time_grid
 from .errors import IntegrationError, UnphysicalStateError
-from .observables import KIND_TOL, ORDER_PARAMETERS
-from .params import Params, check_params
+from .observables import KIND_TOL, ORDER_PARAMETERS, SYMMETRIC, shapes_of
+from .params import FIELDS, Params, check_params
 from .states import overlap_state
 
 if TYPE_CHECKING:
@@ -115,11 +115,12 @@ class StateLayout:
     def __post_init__(self) -> None:
         M, Ms = self.M, self.M_star
         ntri = M * (M + 1) // 2
-        sizes = {"m": M * Ms, "d": M * Ms, "Q": ntri, "E": ntri, "R": M * M, "D": M}
+        shapes = shapes_of(M, Ms)
         slices, start = {}, 0
         for k in ORDER_PARAMETERS:
-            slices[k] = slice(start, start + sizes[k])
-            start += sizes[k]
+            size = ntri if k in SYMMETRIC else math.prod(shapes[k])
+            slices[k] = slice(start, start + size)
+            start += size
         iu = np.triu_indices(M)
         sym = np.empty((M, M), dtype=np.intp)  # (i, j) -> position of min/max in triangle
         sym[iu] = np.arange(ntri)
@@ -133,20 +134,20 @@ class StateLayout:
     @property
     def labels(self) -> list[str]:
         """Name of each flat coordinate, e.g. ``["m[0,0]", ..., "Q[0,1]", ..., "D[1]"]``."""
-        M, Ms = self.M, self.M_star
-        out = [f"{k}[{i},{j}]" for k in ("m", "d") for i in range(M) for j in range(Ms)]
-        out += [f"{k}[{i},{j}]" for k in ("Q", "E") for i, j in zip(*self._iu, strict=True)]
-        out += [f"R[{i},{j}]" for i in range(M) for j in range(M)]
-        out += [f"D[{i}]" for i in range(M)]
+        shapes = shapes_of(self.M, self.M_star)
+        out = []
+        for k in ORDER_PARAMETERS:
+            index = zip(*self._iu, strict=True) if k in SYMMETRIC else np.ndindex(*shapes[k])
+            out += [f"{k}[{','.join(map(str, ij))}]" for ij in index]
         return out
 
     def pack(self, state: Mapping[str, ArrayLike]) -> Array:
         """Flat vector(s) of shape (..., size) from order parameters with leading axes."""
         s = {k: np.asarray(state[k], dtype=np.float64) for k in ORDER_PARAMETERS}
-        lead = s["D"].shape[:-1]
-        parts = [s["m"].reshape(*lead, -1), s["d"].reshape(*lead, -1),
-                 s["Q"][..., self._iu[0], self._iu[1]], s["E"][..., self._iu[0], self._iu[1]],
-                 s["R"].reshape(*lead, -1), s["D"]]
+        k0 = ORDER_PARAMETERS[0]
+        lead = s[k0].shape[:s[k0].ndim - len(DIMS[k0])]
+        parts = [s[k][..., self._iu[0], self._iu[1]] if k in SYMMETRIC
+                 else s[k].reshape(*lead, -1) for k in ORDER_PARAMETERS]
         return np.concatenate(parts, axis=-1)
 
     def unpack(self, y: ArrayLike) -> State:
@@ -156,13 +157,9 @@ class StateLayout:
             raise ValueError(f"flat state must have last axis of length {self.size} for "
                              f"(M, M_star) = ({self.M}, {self.M_star}), got shape {y.shape}")
         lead = y.shape[:-1]
-        M, Ms, sl = self.M, self.M_star, self.slices
-        return {"m": y[..., sl["m"]].reshape(*lead, M, Ms),
-                "d": y[..., sl["d"]].reshape(*lead, M, Ms),
-                "Q": y[..., sl["Q"]][..., self._sym],
-                "E": y[..., sl["E"]][..., self._sym],
-                "R": y[..., sl["R"]].reshape(*lead, M, M),
-                "D": y[..., sl["D"]].copy()}
+        shapes = shapes_of(self.M, self.M_star)
+        return {k: y[..., self.slices[k]][..., self._sym] if k in SYMMETRIC
+                else y[..., self.slices[k]].reshape(*lead, *shapes[k]) for k in ORDER_PARAMETERS}
 
 
 _LAYOUTS: dict[tuple[int, int], StateLayout] = {}
@@ -223,8 +220,7 @@ def _new_system(p: Params, drift: ArrayLike | None = None) -> _core.OdeSystem:
     """
     spec = _schedule_spec(p.beta) or (0, [p.beta_inf, 0.0, 0.0, 0.0])
     extra = [] if drift is None else [float(v) for v in np.ravel(drift)]
-    return _core.OdeSystem(p.M, p.M_star, list(p.rho), p.eta, p.lam, p.tau, spec[0], spec[1],
-                           extra)
+    return _core.OdeSystem(p._to_core(), spec[0], spec[1], extra)
 
 
 @functools.lru_cache(maxsize=512)
@@ -669,15 +665,13 @@ class _GridPoints:
     names: tuple[str, ...]
     values: tuple[Array, ...]
     rho: Array  # (P, M*)
-    eta: Array
-    lam: Array
-    tau: Array
+    reals: dict[str, Array]  # each real parameter of linvae.params.FIELDS, (P,)
     kind: NDArray[np.int32]
     sched: Array  # (P, 4); column 0 is beta_inf for every kind
 
     @property
     def size(self) -> int:
-        return int(self.eta.size)
+        return int(self.kind.size)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -713,7 +707,7 @@ def _grid_points(p: Params, grid: Any) -> _GridPoints:
                          f"{type(p.beta).__name__}")
     sched_fields = (() if p.beta.is_constant or type(p.beta) not in _SCHEDULE_CODES
                     else _SCHEDULE_CODES[type(p.beta)][1])
-    allowed = ["rho", "eta", "beta", "lam", "tau"]
+    allowed = [f.name for f in FIELDS if f.kind != "int"]
     if p.M_star > 1:
         allowed += [f"rho_{k}" for k in range(p.M_star)]
     allowed += list(sched_fields)
@@ -748,7 +742,7 @@ def _grid_points(p: Params, grid: Any) -> _GridPoints:
     mesh = [a.ravel() for a in np.meshgrid(*values, indexing="ij")]
     P = mesh[0].size
     rho = np.tile(p.rho_vec, (P, 1))
-    cols = {"eta": np.full(P, p.eta), "lam": np.full(P, p.lam), "tau": np.full(P, p.tau)}
+    cols = {f.name: np.full(P, getattr(p, f.name)) for f in FIELDS if f.kind == "real"}
     kind = np.full(P, spec[0], dtype=np.int32)
     sched = np.tile(np.asarray(spec[1], dtype=np.float64), (P, 1))
     for name, a in zip(names, mesh, strict=True):
@@ -764,8 +758,7 @@ def _grid_points(p: Params, grid: Any) -> _GridPoints:
             sched[:, 0] = a
         else:
             sched[:, sched_fields.index(name)] = a
-    return _GridPoints(tuple(names), tuple(values), rho, cols["eta"], cols["lam"], cols["tau"],
-                       kind, sched)
+    return _GridPoints(tuple(names), tuple(values), rho, cols, kind, sched)
 
 
 def _grid_value(p: Params, name: str, x: float, sched_fields: tuple[str, ...]) -> None:
@@ -818,8 +811,9 @@ def _grid_derived(ops: Mapping[str, Array], pts: _GridPoints, beta: Array) -> di
     inv = inv.reshape(-1)
     for g, rho in enumerate(rows):  # eps_g needs one rho vector at a time
         idx = np.flatnonzero(inv == g)
-        kw: dict[str, Any] = {"rho": rho, "eta": pts.eta[idx].reshape(-1, *extra, 1, 1),
-                              "beta": beta[idx], "lam": pts.lam[idx].reshape(-1, *extra)}
+        kw: dict[str, Any] = {"rho": rho,
+                              "eta": pts.reals["eta"][idx].reshape(-1, *extra, 1, 1),
+                              "beta": beta[idx], "lam": pts.reals["lam"][idx].reshape(-1, *extra)}
         der = observables.derived(*(ops[k][idx] for k in ORDER_PARAMETERS), **kw)
         for name, v in der._asdict().items():
             out.setdefault(name, np.empty(lead))[idx] = v
@@ -916,7 +910,7 @@ def integrate_grid(p: Params, grid: Mapping[str, ArrayLike], t_max: float = 100.
     nfev = np.empty(P, dtype=np.int64)
     for sl in _chunks(P):
         r = _core.ode_integrate_grid(
-            p.M, p.M_star, pts.rho[sl], pts.eta[sl], pts.lam[sl], pts.tau[sl], pts.kind[sl],
+            p.M, p.M_star, pts.rho[sl], {k: v[sl] for k, v in pts.reals.items()}, pts.kind[sl],
             pts.sched[sl], y0[sl], times, t_max, method, rtol, atol, psd_tol, RUNAWAY,
             _MAX_STEPS, nthreads)
         Y[sl] = r["y"]
@@ -1025,7 +1019,7 @@ def steady_state_grid(p: Params, grid: Mapping[str, ArrayLike],
         raise ValueError("steady_state_grid needs beta (its limit beta_inf) > 0 at every "
                          "point: at beta = 0, dD_k/dt = -tau Q_kk / 2 has no fixed point "
                          "with Q_kk > 0")
-    t_settle = (max(100.0, 20.0 / float(pts.tau.min())) if t_settle is None
+    t_settle = (max(100.0, 20.0 / float(pts.reals["tau"].min())) if t_settle is None
                 else check_real("t_settle", t_settle, gt=0.0))
     max_rounds = check_int("max_rounds", max_rounds, ge=1)
     method, rtol, atol, psd_tol = _grid_solver(method, rtol, atol, psd_tol)
@@ -1039,7 +1033,7 @@ def steady_state_grid(p: Params, grid: Mapping[str, ArrayLike],
            "t_end": np.empty(P), "max_real": np.empty(P)}
     for sl in _chunks(P):
         r = _core.ode_steady_state_grid(
-            p.M, p.M_star, pts.rho[sl], pts.eta[sl], pts.lam[sl], pts.tau[sl], pts.kind[sl],
+            p.M, p.M_star, pts.rho[sl], {k: v[sl] for k, v in pts.reals.items()}, pts.kind[sl],
             pts.sched[sl], y0[sl], n_zero[sl], t_settle, max_rounds, method, rtol, atol,
             psd_tol, RUNAWAY, _RESIDUAL_TOL, eig_tol, _MAX_STEPS, nthreads)
         for k, v in out.items():

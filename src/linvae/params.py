@@ -1,10 +1,16 @@
-"""Model parameters of the linear VAE (docs/model.md#data and docs/model.md#model)."""
+"""Model parameters of the linear VAE (docs/model.md#data and docs/model.md#model).
+
+:data:`FIELDS` declares each parameter once: its name, symbol, kind, rule, default, help
+and whether it belongs to the model or to SGD. :class:`Params` (validation, repr, the
+attribute round trip), the command-line flags and TOML keys, sweep hashing and grid axes,
+and the parameter table of docs/model.md are all derived from it.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -12,7 +18,65 @@ from numpy.typing import ArrayLike, NDArray
 from ._validate import check_array, check_int, check_real
 from .schedules import Schedule, as_schedule, from_dict
 
-__all__ = ["Params"]
+__all__ = ["FIELDS", "Field", "Params"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """The declaration of one parameter.
+
+    ``kind`` is "int" (a size), "real" (a real scalar, taken by the compiled code by
+    ``name``), "vector" (one real per factor; a scalar means all equal) or "schedule"
+    (a number, or a schedule of time). ``gt``/``ge`` is the rule, ``role`` says whether
+    the parameter defines the model (its loss) or SGD (how the loss is minimised).
+    """
+
+    name: str
+    symbol: str
+    kind: Literal["int", "real", "vector", "schedule"]
+    default: Any
+    help: str
+    role: Literal["model", "sgd"] = "model"
+    gt: float | None = None
+    ge: float | None = None
+
+    @property
+    def rule(self) -> str:
+        """The rule of valid values, as written in messages and docs (">= 0")."""
+        if self.gt is not None:
+            return f"> {self.gt:g}"
+        return f">= {self.ge:g}" if self.ge is not None else "any"
+
+    def check(self, value: Any, p: dict[str, Any]) -> Any:
+        """Return ``value`` validated and in its stored form (``p``: the fields before it)."""
+        if self.kind == "int":
+            return check_int(self.name, value, ge=None if self.ge is None else int(self.ge))
+        if self.kind == "real":
+            return check_real(self.name, value, gt=self.gt, ge=self.ge)
+        if self.kind == "vector":
+            n = p["M_star"]
+            if np.ndim(value) == 0:  # a scalar means every factor has the same value
+                value = np.full(n, check_real(self.name, value, gt=self.gt, ge=self.ge))
+            return tuple(float(v) for v in check_array(self.name, value, (n,), gt=self.gt,
+                                                       ge=self.ge))
+        return as_schedule(value)
+
+
+#: Every parameter of :class:`Params`, in the order of its keywords.
+FIELDS: tuple[Field, ...] = (
+    Field("M", "M", "int", 1, "number of latents; M > M* means superfluous latents", ge=1),
+    Field("M_star", "M*", "int", 1, "number of generative factors", ge=1),
+    Field("rho", "rho_k", "vector", 1.0, "signal strength per factor (one value for all, or "
+          "M* values)", ge=0.0),
+    Field("eta", "eta", "real", 1.0, "background noise strength", gt=0.0),
+    Field("beta", "beta", "schedule", 0.5, "weight of the rate (KL) term, or a schedule "
+          "beta(t) for KL annealing", ge=0.0),
+    Field("lam", "lam", "real", 0.0, "L2 regularisation strength", ge=0.0),
+    Field("tau", "tau", "real", 0.5, "learning rate (tau for W and V, tau/N for D)", "sgd",
+          gt=0.0),
+)
+
+_BY_NAME = {f.name: f for f in FIELDS}
 
 
 def check_params(p: Any, name: str = "p") -> Params:
@@ -22,9 +86,22 @@ def check_params(p: Any, name: str = "p") -> Params:
     return p
 
 
+def parameter_table() -> str:
+    """Return the Markdown table of the parameters in docs/model.md, from :data:`FIELDS`."""
+    rows = ["| symbol | meaning | rule | default | role | in the code |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for f in FIELDS:
+        flag = "--" + f.name.replace("_", "-")
+        rows.append(f"| {f.symbol} | {f.help} | {f.rule} | {f.default!r} | {f.role} | "
+                    f"`{f.name}`, `{flag}` |")
+    return "\n".join(rows)
+
+
 @dataclass(frozen=True, init=False)
 class Params:
     """Parameters of the model and of SGD, with the symbols of docs/model.md.
+
+    Each keyword is a field of :data:`FIELDS`, which states its rule and default.
 
     Parameters
     ----------
@@ -52,22 +129,16 @@ class Params:
     lam: float
     tau: float
 
+    # The signature lists the keywords for readers and type checkers; their defaults are
+    # those of FIELDS (a test checks), and the body only follows FIELDS.
     def __init__(self, M: int = 1, M_star: int = 1, rho: float | ArrayLike = 1.0,
                  eta: float = 1.0, beta: float | Schedule = 0.5, lam: float = 0.0,
                  tau: float = 0.5) -> None:
-        M = check_int("M", M, ge=1)
-        M_star = check_int("M_star", M_star, ge=1)
-        if np.ndim(rho) == 0:  # a scalar means every factor has the same strength
-            rho = np.full(M_star, check_real("rho", rho, ge=0.0))
-        rho_vec = check_array("rho", rho, (M_star,), ge=0.0)
-        set_ = object.__setattr__
-        set_(self, "M", M)
-        set_(self, "M_star", M_star)
-        set_(self, "rho", tuple(float(r) for r in rho_vec))
-        set_(self, "eta", check_real("eta", eta, gt=0.0))
-        set_(self, "beta", as_schedule(beta))
-        set_(self, "lam", check_real("lam", lam, ge=0.0))
-        set_(self, "tau", check_real("tau", tau, gt=0.0))
+        given = locals()
+        values: dict[str, Any] = {}
+        for f in FIELDS:
+            values[f.name] = f.check(given[f.name], values)
+            object.__setattr__(self, f.name, values[f.name])
 
     # -- convenient views -------------------------------------------------------------
     @property
@@ -95,34 +166,67 @@ class Params:
         return Params(**fields)
 
     def _fields(self) -> dict[str, Any]:
-        beta: float | Schedule = self.beta.limit() if self.beta.is_constant else self.beta
-        return {"M": self.M, "M_star": self.M_star, "rho": self.rho, "eta": self.eta,
-                "beta": beta, "lam": self.lam, "tau": self.tau}
+        """Return the keywords that build this object again (a constant beta as its number)."""
+        return {f.name: self._plain(f) for f in FIELDS}
+
+    def _plain(self, f: Field) -> Any:
+        value = getattr(self, f.name)
+        if f.kind == "schedule" and value.is_constant:
+            return value.limit()
+        return value
 
     # -- serialisation (dataset attributes, config files) ---------------------------------
     def to_attrs(self) -> dict[str, Any]:
-        """Flat netCDF-safe attributes; :meth:`from_attrs` inverts it."""
-        attrs: dict[str, Any] = {"M": self.M, "M_star": self.M_star,
-                                 "rho": np.array(self.rho), "eta": self.eta,
-                                 "lam": self.lam, "tau": self.tau,
-                                 "beta_schedule": json.dumps(self.beta.to_dict())}
-        if self.beta.is_constant:
-            attrs["beta"] = self.beta.limit()
+        """Flat netCDF-safe attributes; :meth:`from_attrs` inverts it.
+
+        A vector is an array; a schedule is its JSON under ``<name>_schedule`` and, if
+        constant, its number under ``<name>``.
+        """
+        attrs: dict[str, Any] = {}
+        for f in FIELDS:
+            value = getattr(self, f.name)
+            if f.kind == "vector":
+                attrs[f.name] = np.array(value)
+            elif f.kind == "schedule":
+                attrs[f"{f.name}_schedule"] = json.dumps(value.to_dict())
+                if value.is_constant:
+                    attrs[f.name] = value.limit()
+            else:
+                attrs[f.name] = value
         return attrs
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> Params:
         """Build the parameters from the attributes of :meth:`to_attrs`."""
-        beta: float | Schedule = from_dict(json.loads(attrs["beta_schedule"])) \
-            if "beta_schedule" in attrs else float(attrs["beta"])
-        rho = np.atleast_1d(np.asarray(attrs["rho"], dtype=np.float64))
-        return cls(M=int(attrs["M"]), M_star=int(attrs["M_star"]), rho=rho,
-                   eta=float(attrs["eta"]), beta=beta, lam=float(attrs["lam"]),
-                   tau=float(attrs["tau"]))
+        values: dict[str, Any] = {}
+        for f in FIELDS:
+            if f.kind == "schedule":
+                key = f"{f.name}_schedule"
+                values[f.name] = from_dict(json.loads(attrs[key])) if key in attrs \
+                    else float(attrs[f.name])
+            elif f.kind == "vector":
+                values[f.name] = np.atleast_1d(np.asarray(attrs[f.name], dtype=np.float64))
+            else:
+                values[f.name] = (int if f.kind == "int" else float)(attrs[f.name])
+        return cls(**values)
+
+    def _to_core(self) -> Any:
+        """Return the compiled code's parameter struct (its real parameters by name)."""
+        from . import _core
+
+        c = _core.Params()
+        c.M, c.M_star, c.rho = self.M, self.M_star, list(self.rho)
+        for name in _core.REAL_PARAMS:
+            setattr(c, name, getattr(self, name))
+        return c
 
     def __repr__(self) -> str:
-        rho: Any = self.rho[0] if len(set(self.rho)) == 1 else list(self.rho)
-        beta: Any = self.beta.limit() if self.beta.is_constant else self.beta
-        return (f"Params(M={self.M}, M_star={self.M_star}, rho={rho!r}, eta={self.eta!r}, "
-                f"beta={beta!r}, lam={self.lam!r}, tau={self.tau!r})")
+        def show(f: Field) -> str:
+            value = self._plain(f)
+            if f.kind == "vector" and len(set(value)) == 1:
+                value = value[0]
+            elif f.kind == "vector":
+                value = list(value)
+            return f"{f.name}={value!r}"
 
+        return f"Params({', '.join(show(f) for f in FIELDS)})"

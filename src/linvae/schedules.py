@@ -77,7 +77,7 @@ class Constant(Schedule):
 
     @property
     def is_constant(self) -> bool:
-        """Whether beta(t) is the same at every t: always, for a constant."""
+        """Whether beta(t) is the same at every t (always, for a constant)."""
         return True
 
 

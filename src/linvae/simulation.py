@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -12,6 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
@@ -21,23 +23,27 @@ import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core, io, observables
+from . import methods as _methods
 from ._validate import check_int, check_real
 from .data import DataSpec, check_data
 from .dataset import make_dataset, parse_state, state_shapes, time_grid
 from .errors import DivergenceWarning, SimulationInterrupted, SimulationTerminated
+from .methods import METHODS as _METHOD_CLASSES
+from .methods import Gram, Method, Weights, as_method, record_bytes
 from .observables import ORDER_PARAMETERS, gram_sqrt, state_gram
 from .params import Params, check_params
 
-__all__ = ["METHODS", "STOP_SIGNALS", "DivergenceWarning", "SimulationInterrupted",
-           "SimulationTerminated", "record_steps", "simulate"]
+__all__ = ["METHODS", "STOP_SIGNALS", "Checkpoint", "DivergenceWarning",
+           "SimulationInterrupted", "SimulationTerminated", "record_steps", "simulate"]
 
 log = logging.getLogger("linvae.simulation")
 
 #: Status codes of the engine, as reported in the dataset's ``divergence`` variable.
 DIVERGENCE_REASONS = dict(enumerate(_core.STATUS_REASONS))
 
-#: Engines of :func:`simulate`: the weights themselves, or the chain of their Gram matrix.
-METHODS = ("weights", "gram")
+#: Names of the engines of :func:`simulate`, the weights themselves or the chain of their
+#: Gram matrix (the keys of :data:`linvae.methods.METHODS`, the registry of their classes).
+METHODS: tuple[str, ...] = tuple(_METHOD_CLASSES)
 
 # Aim for ~0.1 s of engine work between returns to Python (progress, Ctrl-C).
 _CHUNK_WORK = 2e7
@@ -120,6 +126,110 @@ def _deferred_signals(signals: Iterable[signal.Signals]) -> Iterator[_StopReques
             signal.signal(sig, old)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Checkpointing of a run of :func:`simulate`: ``simulate(..., checkpoint=Checkpoint(path))``.
+
+    The complete run state (weights, generator states, records so far) is saved to
+    ``path``, atomically, every ``every`` seconds of wall time, when a stop signal
+    arrives, and when the run ends (so resuming a finished run returns its result at
+    once). The path is checked before any work. ``Checkpoint(path, every=60.0)`` is the
+    keywords ``checkpoint=path, checkpoint_every=60.0`` of :func:`simulate`, and
+    ``Checkpoint(path, resume=True)`` is ``checkpoint=path, resume=path``.
+
+    Parameters
+    ----------
+    path : path
+        The checkpoint file.
+    every : float
+        Seconds of wall time between checkpoints (>= 0; 0: after every chunk of about
+        0.1 s of work).
+    resume : bool
+        Continue the run saved at ``path``, and keep checkpointing it there. The call
+        must have the same parameters as the one that wrote it; the result is
+        bit-identical to an uninterrupted run, whenever the interruption came. The file
+        must exist (FileNotFoundError, before any work, if not).
+    stop_signals : tuple of signal names
+        Signals that stop the run like Ctrl-C, besides SIGINT (which always does): the
+        run stops at the end of the current chunk (about 0.1 s), writes its checkpoint
+        and raises :class:`~linvae.errors.SimulationTerminated`. Default
+        ``("SIGTERM",)``, what batch systems send at the wall-time limit; add
+        ``"SIGUSR1"`` for ``sbatch --signal=B:USR1@120``. Allowed: :data:`STOP_SIGNALS`.
+    """
+
+    path: str | os.PathLike[str]
+    every: float = 600.0
+    resume: bool = False
+    stop_signals: tuple[str | int, ...] = ("SIGTERM",)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, os.PathLike)):
+            raise TypeError(f"Checkpoint.path must be a file path (str or os.PathLike), got "
+                            f"{type(self.path).__name__} {self.path!r}")
+        object.__setattr__(self, "every", check_real("Checkpoint.every", self.every, ge=0.0))
+        if not isinstance(self.resume, bool):
+            raise TypeError(f"Checkpoint.resume must be True or False (the checkpoint to "
+                            f"continue is path), got {type(self.resume).__name__} "
+                            f"{self.resume!r}")
+        signals: Any = self.stop_signals
+        signals = (signals,) if isinstance(signals, (str, int)) else tuple(signals)
+        _signal_numbers(signals)  # ValueError naming stop_signals, the value and the rule
+        object.__setattr__(self, "stop_signals", signals)
+
+
+#: What :func:`simulate`'s separate checkpoint keywords are when left out.
+_CHECKPOINT_KEYWORDS: dict[str, Any] = {"checkpoint_every": 600.0, "resume": None,
+                                        "stop_signals": ("SIGTERM",)}
+#: What its separate data keywords are when left out: DataSpec's own defaults.
+_DATA_KEYWORDS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(DataSpec)}
+
+
+def _is_default(name: str, value: Any, default: Any) -> bool:
+    """Whether a keyword of :func:`simulate` was left at (or given) its default value."""
+    if value is default:
+        return True
+    if name == "stop_signals":  # ["SIGTERM"] or "TERM" say the same as ("SIGTERM",)
+        try:
+            return _signal_numbers(value) == _signal_numbers(default)
+        except (TypeError, ValueError):
+            return False
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError):  # an array, say: not a default
+        return False
+
+
+def _checkpoint_options(checkpoint: str | os.PathLike[str] | Checkpoint | None,
+                        keywords: dict[str, Any]) -> tuple[Any, float, Any, Any]:
+    """Return (path, every, resume path, stop signals) from a Checkpoint or the keywords."""
+    if not isinstance(checkpoint, Checkpoint):
+        return (checkpoint, check_real("checkpoint_every", keywords["checkpoint_every"], ge=0.0),
+                keywords["resume"], keywords["stop_signals"])
+    given = [f"{k}={v!r}" for k, v in keywords.items()
+             if not _is_default(k, v, _CHECKPOINT_KEYWORDS[k])]
+    if given:
+        raise TypeError(f"give the checkpoint options either as checkpoint=Checkpoint(...) or "
+                        f"as keywords, not both: got checkpoint={checkpoint!r} and "
+                        f"{', '.join(given)}")
+    return (checkpoint.path, checkpoint.every, checkpoint.path if checkpoint.resume else None,
+            checkpoint.stop_signals)
+
+
+def _data_options(data: DataSpec | None, keywords: dict[str, Any]) -> DataSpec:
+    """Return the checked data options, from a DataSpec or the keywords (by check_data)."""
+    if data is None:
+        return check_data(**keywords)
+    if not isinstance(data, DataSpec):
+        raise TypeError(f"data must be a linvae.DataSpec, the data options (e.g. "
+                        f"DataSpec(noise='laplace')), got {type(data).__name__} {data!r}")
+    given = [f"{k}={v!r}" for k, v in keywords.items() if not _is_default(k, v, _DATA_KEYWORDS[k])]
+    if given:
+        raise TypeError(f"give the data options either as data=DataSpec(...) or as keywords, "
+                        f"not both: got data and {', '.join(given)}")
+    # a DataSpec is built unchecked: check (and normalise) it as the keywords would be
+    return check_data(**dataclasses.asdict(data))
+
+
 def record_steps(N: int, t_max: float, record_every: float,
                  times: ArrayLike | None = None) -> NDArray[np.int64]:
     """Return the step counts s = round(t N) of the recorded states (increasing, unique).
@@ -134,13 +244,6 @@ def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-def _available_memory() -> float:
-    try:
-        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return math.inf
 
 
 def _run_key(p: Params, *, steps: NDArray[np.int64], state: Mapping[str, NDArray[np.float64]] | None,
@@ -197,22 +300,22 @@ def _teacher_first(S: NDArray[np.float64], M_star: int) -> NDArray[np.float64]:
 
 
 def new_engine(p: Params, N: int, *, replicas: int = 1, seed: int = 0,
-               method: str = "weights", dtype: str = "float64", noise: str = "gaussian",
-               blowup: float = 1e8, data: DataSpec | None = None, **options: Any) -> Any:
-    """Build the compiled engine that :func:`simulate` runs.
+               method: str | Method = "weights", dtype: str = "float64",
+               noise: str = "gaussian", blowup: float = 1e8, data: DataSpec | None = None,
+               **options: Any) -> Any:
+    """Build the compiled engine that :func:`simulate` runs: ``as_method(...).engine(...)``.
 
     That is ``_core.GramEngine`` for the Gram chain, else ``_core.Engine64`` or
-    ``_core.Engine32`` by ``dtype``. The arguments are taken as checked (by
-    :func:`simulate`); the compiled constructor checks sizes again. ``data`` holds the
-    data options (default: ``noise`` alone, fresh samples every step).
-    ``options`` go to the constructor as they are (``compensated`` for the Gram chain).
+    ``_core.Engine32`` by ``dtype`` (see :mod:`linvae.methods`). The arguments are taken
+    as checked (by :func:`simulate`); the compiled constructor checks sizes again.
+    ``data`` holds the data options (default: ``noise`` alone, fresh samples every
+    step). ``options`` are the method's own (``compensated`` for the Gram chain).
     """
-    cls: Any = (_core.GramEngine if method == "gram" else
-                _core.Engine64 if dtype == "float64" else _core.Engine32)
+    meth = as_method(method, dtype)
+    if options:
+        meth = dataclasses.replace(meth, **options)
     data = data if data is not None else check_data(noise=noise)
-    return cls(N=N, M=p.M, M_star=p.M_star, rho=list(p.rho), eta=p.eta, lam=p.lam, tau=p.tau,
-               blowup=blowup, seed=seed, replicas=replicas, **data.engine_options(seed),
-               **options)
+    return meth.engine(p, N, replicas=replicas, seed=seed, data=data, blowup=blowup)
 
 
 def empty_records(p: Params, replicas: int, T: int) -> dict[str, NDArray[np.float64]]:
@@ -224,16 +327,19 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
              seed: int = 0, init: str | Mapping[str, Any] | xr.Dataset = "random",
              threads: int | None = None, dtype: Literal["float64", "float32"] = "float64",
              progress: bool = True, times: ArrayLike | None = None,
-             blowup: float = 1e8, checkpoint: str | os.PathLike[str] | None = None,
+             blowup: float = 1e8,
+             checkpoint: str | os.PathLike[str] | Checkpoint | None = None,
              checkpoint_every: float = 600.0,
              resume: str | os.PathLike[str] | None = None,
              noise: Literal["gaussian", "rademacher", "laplace", "uniform",
                             "student_t"] = "gaussian",
              stop_signals: Iterable[str | int] = ("SIGTERM",),
-             method: Literal["weights", "gram"] = "weights", noise_df: float | None = None,
+             method: Literal["weights", "gram"] | Method = "weights",
+             noise_df: float | None = None,
              factors: Literal["gaussian", "rademacher"] = "gaussian",
              dataset_size: int | None = None, order: Literal["shuffle", "cycle"] = "shuffle",
-             dataset_seed: int | None = None, training_loss: bool = False) -> xr.Dataset:
+             dataset_seed: int | None = None, training_loss: bool = False,
+             data: DataSpec | None = None) -> xr.Dataset:
     """Run one-pass SGD for ``seeds`` independent replicas and record the order parameters.
 
     Parameters
@@ -259,32 +365,41 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
     threads : int, optional
         OpenMP threads over replicas (default: all available, at most S).
     dtype : "float64" or "float32"
-        Precision of the weights. float32 updates them in float arithmetic and draws
-        float normals (its trajectories are not the float64 ones rounded, but follow
-        the same ODE with the same N^-1/2 fluctuations); about 1.7x faster, half the
-        memory. Order parameters are summed in float64 (for float32, Q and the step's
-        projections in float over runs of 128 rows first).
+        Precision of the weights of ``method="weights"`` (the same as
+        ``method=Weights(dtype=...)``; not given with a method object). float32 updates
+        them in float arithmetic and draws float normals (its trajectories are not the
+        float64 ones rounded, but follow the same ODE with the same N^-1/2
+        fluctuations); about 1.7x faster, half the memory. Order parameters are summed in
+        float64 (for float32, Q and the step's projections in float over runs of 128
+        rows first).
     progress : bool
         Show a progress bar on a terminal or in a notebook.
     times : array-like, optional
         Explicit recorded times in [0, t_max] instead of the regular grid.
     blowup : float
         A diagonal entry of Q or E above this counts as divergence.
-    checkpoint : path, optional
-        Save the complete run state (weights, generator states, records so far) to this
-        file, atomically, every ``checkpoint_every`` seconds of wall time, when a stop
-        signal arrives, and when the run ends (so resuming a finished run returns its
-        result at once). The path is checked before any work.
+    checkpoint : Checkpoint or path, optional
+        Checkpointing, as a :class:`Checkpoint` (``Checkpoint(path, every=600.0,
+        resume=False, stop_signals=("SIGTERM",))``, which then holds all its options: the
+        keywords ``checkpoint_every``, ``resume`` and ``stop_signals`` must be left out,
+        else TypeError), or the path alone with those keywords. Save the complete run
+        state (weights, generator states, records so far) to this file, atomically,
+        every ``checkpoint_every`` seconds of wall time, when a stop signal arrives, and
+        when the run ends (so resuming a finished run returns its result at once). The
+        path is checked before any work.
     checkpoint_every : float
-        Seconds between checkpoints.
+        Seconds between checkpoints (``Checkpoint.every``).
     resume : path, optional
         Continue the run saved in this checkpoint. The call must have the same parameters
         as the one that wrote it; the result is bit-identical to an uninterrupted run,
         whenever the interruption came. Give ``checkpoint`` too (the same path) to keep
-        checkpointing the continued run.
+        checkpointing the continued run; ``checkpoint=Checkpoint(path, resume=True)`` is
+        ``checkpoint=path, resume=path``. The file must exist (FileNotFoundError).
     noise : "gaussian", "rademacher", "laplace", "uniform" or "student_t"
         Distribution of the background noise n_i, each with mean 0 and variance 1
-        (docs/model.md#data-families). Gaussian is the model; the others have the same
+        (docs/model.md#data-families). This and the other data options (``noise_df``,
+        ``factors``, ``dataset_size``, ``order``, ``dataset_seed``, ``training_loss``)
+        can be given together as ``data`` instead. Gaussian is the model; the others have the same
         first two moments, hence the same ODE limit. Rademacher (+-1) is the fastest to
         draw; Student-t needs ``noise_df``.
     stop_signals : sequence of signal names
@@ -294,13 +409,17 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         systems send at the wall-time limit; add ``"SIGUSR1"`` for ``sbatch
         --signal=B:USR1@120``. Allowed: :data:`STOP_SIGNALS`. The handlers are in place
         only during the call (in the main thread) and the previous ones are restored.
-    method : "weights" or "gram"
-        ``"weights"``: SGD itself on the N-vectors W, V (cost per step ~ N). ``"gram"``:
-        the Gram chain of docs/model.md#gram-chain, which draws the exact finite-N law of
-        the order parameters at a cost per step independent of N (about 55 ns for
-        M = M* = 1). It needs Gaussian noise, float64 and N >= M* + 2M. Its trajectories
-        have the same law as those of "weights", but the same seed gives another (equally
-        distributed) trajectory.
+        (``Checkpoint.stop_signals``.)
+    method : "weights", "gram", Weights or Gram
+        A name of :data:`linvae.methods.METHODS` or a method object holding its options
+        (:class:`linvae.Weights`, :class:`linvae.Gram`; ``method="gram"`` is
+        ``method=Gram()``, ``method="weights", dtype="float32"`` is
+        ``method=Weights(dtype="float32")``). ``"weights"``: SGD itself on the N-vectors
+        W, V (cost per step ~ N). ``"gram"``: the Gram chain of docs/model.md#gram-chain,
+        which draws the exact finite-N law of the order parameters at a cost per step
+        independent of N (about 55 ns for M = M* = 1). It needs Gaussian noise, float64
+        and N >= M* + 2M. Its trajectories have the same law as those of "weights", but
+        the same seed gives another (equally distributed) trajectory.
     noise_df : float, optional
         Degrees of freedom nu > 2 of ``noise="student_t"`` (scaled to variance 1; its
         fourth moment is finite only for nu > 4).
@@ -321,6 +440,11 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
     training_loss : bool
         Also record ``train_loss``, the loss averaged over the P training samples. Each
         record then costs P passes over the weights (P N M operations instead of N M).
+    data : DataSpec, optional
+        The data options above (``noise`` to ``training_loss``) as one
+        :class:`linvae.DataSpec`, e.g. ``data=DataSpec(noise="laplace",
+        dataset_size=1000)``, checked as the keywords are. The separate keywords must then
+        be left out (TypeError).
 
     Raises
     ------
@@ -331,6 +455,9 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         SystemExit (uncaught: exit status 128 + signal number, e.g. 143).
     linvae.errors.OutputError
         ``checkpoint`` cannot be written (checked before any work).
+    TypeError
+        Options given both as an object (``data``, a method object, a
+        :class:`Checkpoint`) and as the separate keywords it replaces.
 
     Returns
     -------
@@ -348,33 +475,24 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
     S = check_int("seeds", seeds, ge=1)
     seed = check_int("seed", seed, ge=0, le=2**63 - 1)  # stored as a netCDF int64
     blowup = check_real("blowup", blowup, gt=0.0)
-    checkpoint_every = check_real("checkpoint_every", checkpoint_every, ge=0.0)
-    data = check_data(noise=noise, noise_df=noise_df, factors=factors,
-                      dataset_size=dataset_size, order=order, dataset_seed=dataset_seed,
-                      training_loss=training_loss)
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be 'weights' or 'gram', got {method!r}")
+    # a Checkpoint, or the separate keywords: one path, period, resume path, signals
+    ckpt_object = isinstance(checkpoint, Checkpoint)
+    path, checkpoint_every, resume, stop_signals = _checkpoint_options(
+        checkpoint, {"checkpoint_every": checkpoint_every, "resume": resume,
+                     "stop_signals": stop_signals})
+    # a DataSpec, or the separate keywords: one DataSpec, checked
+    data = _data_options(data, {"noise": noise, "noise_df": noise_df, "factors": factors,
+                                "dataset_size": dataset_size, "order": order,
+                                "dataset_seed": dataset_seed, "training_loss": training_loss})
+    meth = as_method(method, dtype)  # a name (with dtype) or a Method object
+    meth.check(p, N, data)
+    gram = isinstance(meth, Gram)
+    dtype = meth.dtype if isinstance(meth, Weights) else "float64"
     K = p.M_star + 2 * p.M  # columns of [W*, W, V]
-    if method == "gram":
-        if noise != "gaussian" or factors != "gaussian":
-            bad = f"noise={noise!r}" if noise != "gaussian" else f"factors={factors!r}"
-            raise ValueError(f"method='gram' needs Gaussian noise and factors, got {bad}: the "
-                             f"Gram chain is exact only for Gaussian data (use method='weights')")
-        if dataset_size is not None:
-            raise ValueError(f"method='gram' draws a fresh sample every step, so it cannot "
-                             f"train on dataset_size={dataset_size} (use method='weights')")
-        if dtype != "float64":
-            raise ValueError(f"method='gram' runs in float64 only, got dtype={dtype!r} "
-                             f"(its cost does not depend on N, so float32 would gain nothing)")
-        if N < K:
-            raise ValueError(f"method='gram' needs N >= M_star + 2 M = {K}, got {N}")
     signals = _signal_numbers(stop_signals)
     # from here on a stop signal only sets a flag, seen between chunks of the run
     with _deferred_signals(signals) as stop:
-        if checkpoint is not None:
-            checkpoint = io.check_output(checkpoint, "checkpoint")
+        ckpt = io.check_output(path, "checkpoint") if path is not None else None
         if resume is not None and not Path(resume).is_file():
             raise FileNotFoundError(f"checkpoint {str(resume)!r} does not exist")
         info = _core.build_info()
@@ -400,16 +518,10 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         if t_max * N > 2.0**62:  # steps are counted in int64
             raise ValueError(f"t_max={t_max:g} at N={N} means {t_max * N:.3g} steps, beyond the "
                              f"engine's limit of 2^62")
-        itemsize = 8 if dtype == "float64" else 4
-        if method == "gram":  # G and its compensation terms, whatever N
-            weights = S * 2 * K * K * 8
-        else:  # W, V, W*, x, streams, and a shuffled epoch's order
-            weights = S * ((2 * p.M + p.M_star + 1) * N * itemsize + 40 * N)
-            if data.dataset_size is not None and data.order == "shuffle":
-                weights += S * 4 * min(data.dataset_size, 2**22)
+        weights = meth.weight_bytes(p, N, S, data)
         T_est = np.size(times) if times is not None else t_max / record_every + 2
-        records = T_est * (S * (2 * p.M * p.M_star + 3 * p.M * p.M + p.M) + 2) * 8
-        avail = _available_memory()
+        records = record_bytes(p, S, T_est)
+        avail = _methods.available_memory()
         if weights + records > avail:  # say so before allocating, naming what dominates
             what = (f"N={N} with seeds={S} needs about {weights / 2**30:.1f} GiB for the weights"
                     if weights >= records else
@@ -426,16 +538,15 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
                  if data.training_loss else {})
         # what a checkpoint must agree on to continue this very run
         run_key = _run_key(p, N=N, t_max=t_max, seeds=S, seed=seed, dtype=dtype, blowup=blowup,
-                           method=method, steps=steps, state=state, **data.attrs())
+                           method=meth.name, steps=steps, state=state, **data.attrs())
 
-        engine = new_engine(p, N, replicas=S, seed=seed, method=method, dtype=dtype,
-                            blowup=blowup, data=data)
+        engine = meth.engine(p, N, replicas=S, seed=seed, data=data, blowup=blowup)
         s0, n_done = 0, 0  # next step to take, records taken
         if resume is not None:
             s0, n_done = _restore(resume, run_key, engine, ops, train)
         elif state is None:
             engine.init_random(nthreads)
-        elif method == "gram":  # the Gram matrix itself: the start is taken exactly
+        elif gram:  # the Gram matrix itself: the start is taken exactly
             engine.init_gram(state_gram(state), state["D"].tolist(), nthreads)
         else:
             S_root = gram_sqrt(state_gram(state))
@@ -446,7 +557,7 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         attrs = {"kind": "simulation", "N": N, "seed": seed, "replicas": S, "t_max": t_max,
                  "record_every": record_every if times is None else float("nan"), "dtype": dtype,
                  "init": "random" if state is None else "prescribed", "blowup": blowup,
-                 **data.attrs(), "method": method,
+                 **data.attrs(), "method": meth.name,
                  "linvae_version": version("linvae")}
 
         def dataset(n_done: int) -> xr.Dataset:
@@ -468,24 +579,24 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
             return ds
 
         def save_checkpoint() -> None:
-            assert checkpoint is not None
+            assert ckpt is not None
             arrays = {f"op/{k}": v for k, v in {**ops, **train}.items()}
             for r in range(S):
                 for k, v in engine.get_state(r).items():
                     arrays[f"replica{r}/{k}"] = np.asarray(v)
-            io.save_checkpoint(checkpoint, {"run": run_key, "s0": s0, "n_done": n_done}, arrays)
+            io.save_checkpoint(ckpt, {"run": run_key, "s0": s0, "n_done": n_done}, arrays)
 
         # work per step in the units of _CHUNK_WORK (the Gram chain's from its timings)
-        per_step = (10 * K * K / 9 if method == "gram" else N * (p.M + 1)) \
+        per_step = (10 * K * K / 9 if gram else N * (p.M + 1)) \
             * math.ceil(S / nthreads)
         chunk = max(1, min(total, _CHUNK_STEPS, int(_CHUNK_WORK / per_step)))
         last_save = time.monotonic()
-        saved_at = s0 if resume is not None and checkpoint is not None and \
-            Path(resume).resolve() == Path(checkpoint).resolve() else -1
+        saved_at = s0 if resume is not None and ckpt is not None and \
+            Path(resume).resolve() == Path(ckpt).resolve() else -1
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=s0, unit="step", unit_scale=True,
-                   desc=f"simulate {method} N={N} S={S}", disable=None if progress else True,
+                   desc=f"simulate {meth.name} N={N} S={S}", disable=None if progress else True,
                    leave=False)
         # without a terminal the bar is off: a batch log gets a line now and then instead
         log_progress = progress and bool(bar.disable)
@@ -502,8 +613,7 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
                         else p.beta_at((s0 + np.arange(n)) / N))
                 # a signal here only sets a flag, never raises, so the engine state and
                 # the counters below are always committed together
-                engine.run(beta, offsets, ops["m"], ops["d"], ops["Q"], ops["E"], ops["R"],
-                           ops["D"], rec_start=int(lo_i), threads=nthreads,
+                engine.run(beta, offsets, ops, rec_start=int(lo_i), threads=nthreads,
                            train_Bb=train.get("train_Bb"), train_Cab=train.get("train_Cab"))
                 s0, n_done = s0 + n, int(hi_i)
                 bar.update(n)
@@ -511,9 +621,9 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
                     last_log = time.monotonic()
                     rate = (s0 - s_start) / max(last_log - t_start, 1e-9)
                     log.info("simulate %s N=%d S=%d: t = %.4g of %g (%.0f%%), %s so far, "
-                             "about %s to go", method, N, S, s0 / N, t_max, 100 * s0 / total,
+                             "about %s to go", meth.name, N, S, s0 / N, t_max, 100 * s0 / total,
                              _duration(last_log - t_start), _duration((total - s0) / rate))
-                if checkpoint is not None and not last and \
+                if ckpt is not None and not last and \
                         time.monotonic() - last_save >= checkpoint_every:
                     save_checkpoint()
                     saved_at, last_save = s0, time.monotonic()
@@ -522,24 +632,26 @@ def simulate(p: Params, N: int, t_max: float, record_every: float = 0.1, *, seed
         finally:
             bar.close()
         # still inside the deferral: a second signal cannot cut the final write short
-        if checkpoint is not None and saved_at != s0:
+        if ckpt is not None and saved_at != s0:
             save_checkpoint()
         if stop.signum is not None:
             partial = dataset(n_done)
             partial.attrs.update(partial=int(n_done < T), t_reached=s0 / N,
                                  stopped_by=signal.Signals(stop.signum).name)
             name = signal.Signals(stop.signum).name
-            where = (f"checkpoint written to {str(checkpoint)!r}: run the same call with "
-                     f"resume={str(checkpoint)!r} to continue" if checkpoint is not None else
+            again = ("checkpoint=Checkpoint(..., resume=True)" if ckpt_object
+                     else f"resume={str(ckpt)!r}")
+            where = (f"checkpoint written to {str(ckpt)!r}: run the same call with "
+                     f"{again} to continue" if ckpt is not None else
                      "no checkpoint= was given, so a rerun starts over")
             msg = (f"simulation stopped by {name} at t = {s0 / N:.6g} of {t_max:g}; {where}; "
                    f"the recorded part is in .partial")
             if stop.signum == signal.SIGINT:
-                raise SimulationInterrupted(partial, signum=stop.signum, checkpoint=checkpoint,
+                raise SimulationInterrupted(partial, signum=stop.signum, checkpoint=ckpt,
                                             t=s0 / N, message=msg)
             # an uncaught SystemExit prints nothing itself, so say it here
             log.warning("%s", msg, extra={"linvae_stop_notice": True})
-            raise SimulationTerminated(partial, signum=stop.signum, checkpoint=checkpoint,
+            raise SimulationTerminated(partial, signum=stop.signum, checkpoint=ckpt,
                                        t=s0 / N, message=msg)
 
         ds = dataset(T)

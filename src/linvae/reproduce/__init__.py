@@ -20,6 +20,7 @@ import os
 import platform
 import time
 import traceback
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,14 +118,46 @@ def _run(family: FigureFamily[Any], out: Path, settings: Settings, progress: boo
     return fam
 
 
+def _attributed(name: str, caught: Sequence[warnings.WarningMessage]) -> None:
+    """Show the warnings of figure family ``name``, each naming the family.
+
+    A family that names its points (universality: the data family and N) is shown as
+    it is; the per-replica DivergenceWarnings of :func:`linvae.simulate` that no family
+    summarised are said once for the family, with their count and the first of them.
+    """
+    from ..errors import DivergenceWarning
+
+    diverged: list[str] = []
+    seen: dict[Any, Any] = {}  # a warning repeated at one place is shown once
+    for w in caught:
+        text = str(w.message)
+        if text.startswith(name):
+            shown = text
+        elif issubclass(w.category, DivergenceWarning) and text.startswith("replica "):
+            diverged.append(text.split("; it was stopped")[0])
+            continue
+        else:
+            shown = f"{name}: {text}"
+        warnings.warn_explicit(shown, w.category, w.filename, w.lineno, registry=seen)
+    if diverged:
+        warnings.warn(f"{name}: {len(diverged)} replica(s) diverged in its runs, the first "
+                      f"{diverged[0]}; their records after it are NaN", DivergenceWarning,
+                      stacklevel=3)
+
+
 def _run_family(family: FigureFamily[Any], out: Path, settings: Settings, progress: bool,
                 threads: int | None) -> Family:
-    """:func:`_run`, recording a failure (with where it happened) instead of raising it."""
+    """:func:`_run`, recording a failure (with where it happened) instead of raising it.
+
+    The family's warnings are shown after it, each naming it (:func:`_attributed`).
+    """
     name = family.name
     log.info("figure family %s ...", name)
     t0 = time.perf_counter()
+    caught: list[warnings.WarningMessage] = []
     try:
-        fam = _run(family, out, settings, progress, threads)
+        with warnings.catch_warnings(record=True) as caught:
+            fam = _run(family, out, settings, progress, threads)
         fam.ok = True
     except Exception as exc:  # noqa: BLE001 - one family's failure must not stop the others
         fam = Family(name, ok=False)
@@ -132,6 +165,7 @@ def _run_family(family: FigureFamily[Any], out: Path, settings: Settings, progre
         where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
         fam.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"
         log.error("figure family %s failed: %s", name, fam.error)
+    _attributed(name, caught)
     fam.seconds = time.perf_counter() - t0
     if fam.ok:
         log.info("figure family %s done in %.1f s", name, fam.seconds)

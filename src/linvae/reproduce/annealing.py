@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..params import Params
-from ..plot import describe, suptitle
+from ..plot import describe, style_context, suptitle
 from .registry import Data, FigureFamily, Settings, register, table
 
 if TYPE_CHECKING:
@@ -46,8 +46,10 @@ def plot(data: Data, s: AnnealingSettings) -> Figure:
     """:func:`linvae.findings.plot_annealing`."""
     from .. import findings
 
-    fig = findings.plot_annealing(data["annealing.nc"])
-    suptitle(fig, f"KL annealing β(t) → β∞: convergence time vs γ ({describe(P.to_attrs())})")
+    with style_context():
+        fig = findings.plot_annealing(data["annealing.nc"])
+        suptitle(fig, r"KL annealing $\beta(t)\to\beta_\infty$: convergence time vs $\gamma$",
+                 describe(P.to_attrs()).replace(r"$\beta=", r"$\beta_\infty="))
     return fig
 
 

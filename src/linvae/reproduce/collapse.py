@@ -1,7 +1,9 @@
 """``collapse``: the steady state vs beta, with the numerical threshold and rho + eta.
 
 :func:`linvae.findings.collapse_sweep` (and, in the full run,
-:func:`linvae.findings.phase_diagram`).
+:func:`linvae.findings.phase_diagram`). The threshold is located first and the beta grid
+made dense on both sides of it (:func:`linvae.findings.refine_grid`): the transition is
+continuous (Q ~ beta_c - beta), and a coarse grid would draw it as a jump.
 """
 
 
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..params import Params
-from ..plot import describe, suptitle
+from ..plot import describe, style_context, suptitle
 from .registry import Data, FigureFamily, Settings, register, table
 
 if TYPE_CHECKING:
@@ -24,22 +26,30 @@ P = Params(M=1, M_star=1, rho=1.0, eta=1.0, beta=0.5, tau=0.1)
 
 @dataclass(frozen=True, kw_only=True)
 class CollapseSettings(Settings):
-    """The swept beta, and whether to add the (beta, rho) phase diagram."""
+    """The swept beta, the points added on each side of the threshold, the phase diagram.
+
+    ``near`` points are added below the threshold and ``near // 2`` above it, closer and
+    closer to it (:func:`linvae.findings.refine_grid`).
+    """
 
     betas: np.ndarray
+    near: int
     phase: bool
 
 
-QUICK = CollapseSettings(betas=np.linspace(0.05, 3.0, 24), phase=False)
-FULL = CollapseSettings(betas=np.linspace(0.05, 3.0, 60), phase=True)
-TINY = CollapseSettings(betas=np.linspace(0.5, 3.0, 4), phase=False)
+# about as many fixed points as the even grids they replace (quick: 25 for 24, full: 60)
+QUICK = CollapseSettings(betas=np.linspace(0.05, 3.0, 14), near=6, phase=False)
+FULL = CollapseSettings(betas=np.linspace(0.05, 3.0, 40), near=12, phase=True)
+TINY = CollapseSettings(betas=np.linspace(0.5, 3.0, 4), near=3, phase=False)
 
 
 def compute(s: CollapseSettings, *, progress: bool, threads: int | None) -> Data:
     """Compute the steady state along beta, and the phase diagram if asked for."""
     from .. import findings
+    from ..stability import collapse_thresholds
 
-    data = {"collapse_sweep.nc": findings.collapse_sweep(P, s.betas)}
+    betas = findings.refine_grid(s.betas, [float(t) for t in collapse_thresholds(P)], s.near)
+    data = {"collapse_sweep.nc": findings.collapse_sweep(P, betas)}
     if s.phase:
         data["collapse_phase.nc"] = findings.phase_diagram(P, betas=np.linspace(0.05, 4.5, 91),
                                                            rhos=np.linspace(0.0, 3.0, 61))
@@ -50,16 +60,18 @@ def plot(data: Data, s: CollapseSettings) -> Figure:
     """:func:`linvae.findings.plot_collapse`."""
     from .. import findings
 
-    fig = findings.plot_collapse(data["collapse_sweep.nc"], data.get("collapse_phase.nc"))
-    suptitle(fig, f"Posterior collapse: stable fixed point vs β "
-                  f"({describe(P.to_attrs(), swept=('beta',))})")
+    with style_context():
+        fig = findings.plot_collapse(data["collapse_sweep.nc"], data.get("collapse_phase.nc"))
+        suptitle(fig, r"Posterior collapse: the stable fixed point vs $\beta$",
+                 describe(P.to_attrs(), swept=("beta",)))
     return fig
 
 
 def parameters(data: Data, s: CollapseSettings) -> str:
     """Return the model and the swept beta."""
-    return (f"{P} (β swept over {len(s.betas)} values in "
-            f"[{s.betas[0]:g}, {s.betas[-1]:g}]).")
+    n = data["collapse_sweep.nc"].sizes["beta"]
+    return (f"{P} (β swept over {n} values in [{s.betas[0]:g}, {s.betas[-1]:g}]: "
+            f"{len(s.betas)} evenly spaced, the others closer and closer to the threshold).")
 
 
 def summary(data: Data, s: CollapseSettings) -> list[str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..params import Params
-from ..plot import describe, suptitle
+from ..plot import describe, style_context, suptitle
 from .registry import Data, FigureFamily, Settings, register, table
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ def plot(data: Data, s: DisentanglementSettings) -> Figure:
     """:func:`linvae.findings.plot_disentanglement`."""
     from .. import findings
 
-    fig = findings.plot_disentanglement(data["disentanglement.nc"])
-    suptitle(fig, f"Disentanglement: m from an entangled start ({describe(P.to_attrs())})")
+    with style_context():
+        fig = findings.plot_disentanglement(data["disentanglement.nc"])
+        suptitle(fig, "Disentanglement from an entangled start", describe(P.to_attrs()))
     return fig
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..params import Params
-from ..plot import describe, suptitle
+from ..plot import describe, styled, suptitle
 from .registry import Data, FigureFamily, Settings, register, table
 
 if TYPE_CHECKING:
@@ -106,52 +106,78 @@ def compute(s: FiniteDataSettings, *, progress: bool, threads: int | None) -> Da
     return {"finite_data.nc": data, ONE_PASS: one_pass}
 
 
+@styled
 def plot(data: Data, s: FiniteDataSettings) -> Figure:
-    """Draw (a) eps_g, (b) m^2/Q with the top principal component, (c) the losses vs alpha."""
+    """Draw (a) eps_g, (b) m^2/Q with the top principal component, (c) the losses vs alpha.
+
+    One legend for the three panels, under them.
+    """
+    from matplotlib.lines import Line2D
+
     from ..data import pca_overlap
-    from ..plot import figure
+    from ..plot import STYLE, figure
 
     ds, one = data["finite_data.nc"], data[ONE_PASS]
     alphas = ds["alpha"].values
     N, R, t_max = int(s.N), int(s.replicas), float(s.t_max)
     eg_fp, overlap_fp = float(ds.attrs["ode_eg"]), float(ds.attrs["ode_overlap"])
+    lw = STYLE["linewidth"] * 0.8
 
-    fig = figure(ncols=3, width=3.9, height=3.2)
+    fig = figure(ncols=3)
     ax_a, ax_b, ax_c = fig.axes
-    styles = {"shuffle": ("o-", "C0"), "cycle": ("s--", "C1")}
+    styles = {"shuffle": ("o", "-", "C0"), "cycle": ("s", "--", "C1")}
+    handles: list[Any] = []
     for o in s.orders:
-        fmt, c = styles[o]
+        mk, ls, c = styles[o]
         r = ds.sel(order=o)
-        ax_a.errorbar(alphas, r["eg_mean"].values, yerr=r["eg_se"].values, fmt=fmt, color=c,
-                      ms=3, capsize=2, lw=1.0, label=f"P samples, {o}")
-        ax_b.errorbar(alphas, r["overlap_mean"].values, yerr=r["overlap_se"].values, fmt=fmt,
-                      color=c, ms=3, capsize=2, lw=1.0, label=o)
-        ax_c.plot(alphas, r["loss_mean"].values, fmt, color=c, ms=3, lw=1.0,
-                  label=f"population loss, {o}")
-        ax_c.plot(alphas, r["train_loss_mean"].values, fmt, color=c, ms=3, lw=1.0, alpha=0.5,
-                  mfc="none", label=f"training loss, {o}")
+        h = ax_a.errorbar(alphas, r["eg_mean"].values, yerr=r["eg_se"].values, marker=mk,
+                          ls=ls, color=c, ms=3, lw=lw, label=f"multi-epoch, {o} order")
+        handles.append(h)
+        ax_b.errorbar(alphas, r["overlap_mean"].values, yerr=r["overlap_se"].values,
+                      marker=mk, ls=ls, color=c, ms=3, lw=lw)
+        ax_c.plot(alphas, r["loss_mean"].values, marker=mk, ls=ls, color=c, ms=3, lw=lw)
+        ax_c.plot(alphas, r["train_loss_mean"].values, marker=mk, ls=ls, color=c, ms=3,
+                  lw=lw, alpha=0.6, mfc="none")
     af = np.geomspace(alphas[0], alphas[-1], 200)
-    ax_b.plot(af, pca_overlap(af, float(P.rho_vec[0]), P.eta), color="0.5", lw=1.0,
-              label="top principal component (τ → 0)")
+    ax_b.plot(af, pca_overlap(af, float(P.rho_vec[0]), P.eta), color="C2", lw=lw * 1.2)
+    one_style = {"color": "0.45", "lw": lw * 1.4}
+    ode_style = {"color": "k", "ls": (0, (4, 2)), "lw": lw, "zorder": 3}
     for ax, k, fpv in ((ax_a, "eg", eg_fp), (ax_b, "overlap", overlap_fp)):
-        ax.axhline(float(one[k][0]), color="k", lw=1.0, label="one-pass SGD")
-        ax.axhline(fpv, color="k", ls=":", lw=1.0, label="ODE fixed point")
+        ax.axhline(float(one[k][0]), **one_style)
+        ax.axhline(fpv, **ode_style)
+    ax_c.axhline(float(one["loss"][0]), **one_style)
+    from matplotlib.ticker import NullFormatter
+
+    for ax in fig.axes:
         ax.set_xscale("log")
-        ax.set_xlabel("α = P / N")
-    ax_c.axhline(float(one["loss"][0]), color="k", lw=1.0, label="one-pass SGD")
-    ax_c.set_xscale("log")
-    ax_c.set_xlabel("α = P / N")
-    ax_a.set_ylabel("long-time ε_g")
-    ax_b.set_ylabel("long-time m² / Q")
+        ax.set_xlabel(r"$\alpha = P/N$")
+        # the alphas run are the ticks (minor log labels would overprint each other)
+        ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    eg = np.asarray(ds["eg_mean"].values, dtype=np.float64)
+    if np.all(eg > 0) and eg.max() > 10 * eg.min():  # eps_g falls by decades with alpha
+        ax_a.set_yscale("log")
+    ax_a.set_ylabel(r"long-time $\varepsilon_g$")
+    ax_b.set_ylabel(r"long-time $m^2/Q$")
     ax_c.set_ylabel("long-time loss")
-    ax_a.set_title("(a) generalisation error", fontsize=9)
-    ax_b.set_title("(b) decoder-teacher overlap m²/Q", fontsize=9)
-    ax_c.set_title("(c) population vs training loss", fontsize=9)
-    ax_a.legend(fontsize=6.5, frameon=False)
-    ax_b.legend(fontsize=6.5, frameon=False)
-    ax_c.legend(fontsize=6, frameon=False)
-    suptitle(fig, f"Multi-epoch SGD on P = α N samples, N = {N}, {R} replicas, t = {t_max:g} "
-                  f"({t_max:g} / α epochs): {describe(P.to_attrs())}")
+    ax_a.set_title("(a) generalisation error")
+    ax_b.set_title("(b) overlap $m^2/Q$")
+    ax_c.set_title("(c) loss: population, training")
+    handles += [Line2D([], [], **one_style, label="one-pass SGD"),
+                Line2D([], [], **ode_style, label="ODE fixed point"),
+                Line2D([], [], color="C2", lw=lw * 1.2,
+                       label=r"top principal component, (b) ($N\to\infty$, $\tau\to0$)"),
+                Line2D([], [], color="0.3", marker="o", ls="none", ms=3,
+                       label="population loss, (c)"),
+                Line2D([], [], color="0.3", marker="o", ls="none", ms=3, mfc="none",
+                       alpha=0.6, label="training loss, (c)")]
+    try:
+        fig.legend(handles=handles, loc="outside lower center", ncols=3)
+    except ValueError:  # matplotlib < 3.7
+        fig.legend(handles=handles, loc="lower center", ncols=3)
+    suptitle(fig, r"Multi-epoch SGD on $P=\alpha N$ samples",
+             f"$N={N}$, {R} replicas, $t={t_max:g}$ (${t_max:g}/\\alpha$ epochs); "
+             f"{describe(P.to_attrs())}")
     return fig
 
 

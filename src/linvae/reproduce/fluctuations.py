@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..params import Params
-from ..plot import describe, n_label, suptitle
+from ..plot import describe, n_label, styled, suptitle
 from .registry import Data, FigureFamily, Settings, register, table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: The model: a large growth rate lambda on the plateau, so that the escape takes few
+#: The model, with a large growth rate lambda on the plateau, so that the escape takes few
 #: steps (docs/model.md#fluctuations, "Measured").
 P = Params(M=1, M_star=1, rho=2.0, eta=0.5, beta=0.2, tau=1.5)
 TIMES = (1.0, 2.5)
@@ -156,9 +156,19 @@ def compute(s: FluctuationsSettings, *, progress: bool, threads: int | None) -> 
             "fluctuations_slope.nc": slope_data}
 
 
+@styled
 def plot(data: Data, s: FluctuationsSettings) -> Figure:
-    """Draw (a) the spread vs N, (b) the escape time vs ln N, (c) the slope vs beta."""
-    from ..plot import colors, figure
+    """Draw (a) the spread vs N, (b) the escape time vs ln N, (c) the slope vs beta.
+
+    (b)'s dotted large-N form leaves out the relaxation from the random start onto the
+    plateau, so it lies under the data at these N; the legend says so. (c) is at
+    tau = 0.5, where the plateau exists up to the threshold (at the tau = 1.5 of (a) and
+    (b) the ODE runs away above beta ~ 2.4); (b)'s two slopes at tau = 1.5 are marked in
+    it too, and the legend says why the two tau.
+    """
+    from matplotlib.lines import Line2D
+
+    from ..plot import STYLE, colors, figure, legend, mark, markers, symbol
 
     sd, esc, sl = (data[f"fluctuations_{k}.nc"] for k in ("sd", "escape", "slope"))
     times = np.asarray(sd["time"].values)
@@ -170,47 +180,58 @@ def plot(data: Data, s: FluctuationsSettings) -> Figure:
                                                     "t_measured_se"))
     slopes, offsets = esc["slope"].values, esc["offset"].values
     sb, lam_b, thr = sl["beta"].values, sl["rate"].values, float(sl.attrs["threshold"])
+    lw = STYLE["linewidth"] * 0.9
 
-    fig = figure(ncols=3, width=3.9, height=3.2)
+    fig = figure(ncols=3, height=3.3)
     ax_a, ax_b, ax_c = fig.axes
-    cols = colors(len(VARIABLES) * times.size)
+    n_series = len(VARIABLES) * times.size
+    cols, marks = colors(n_series), markers(n_series)
     Nf = np.geomspace(min(Ns), max(Ns), 20)
     for k, (i, ti) in enumerate(np.ndindex(len(VARIABLES), times.size)):
         v, c = VARIABLES[i], cols[k]
-        ax_a.errorbar(Ns, meas[i, ti], yerr=se[i, ti], fmt="o", color=c, ms=4, capsize=2,
-                      label=f"{v}, t = {times[ti]:g}")
-        ax_a.loglog(Nf, pred[i, ti, 0] * np.sqrt(Ns[0] / Nf), color=c, lw=1.2)
-    ax_a.plot([], [], color="k", lw=1.2, label="theory σ/√N")
+        ax_a.errorbar(Ns, meas[i, ti], yerr=se[i, ti], fmt=marks[k], color=c, ms=3.5,
+                      label=f"{symbol(v, (0, 0))}, $t={times[ti]:g}$")
+        ax_a.loglog(Nf, pred[i, ti, 0] * np.sqrt(Ns[0] / Nf), color=c, lw=lw)
+    ax_a.plot([], [], color="k", lw=lw, label=r"theory $\sigma/\sqrt{N}$")
     ax_a.set_xscale("log")
     ax_a.set_yscale("log")
-    ax_a.set_xlabel("N")
+    ax_a.set_xlabel(symbol("N"))
     ax_a.set_ylabel("sd over replicas")
-    ax_a.set_title(f"(a) spread, {s.replicas} replicas (Gram chain)", fontsize=9)
-    ax_a.legend(fontsize=7, frameon=False)
+    ax_a.set_title(f"(a) spread, {s.replicas} replicas")
+    legend(ax_a, outside="below")
     bcols = colors(len(betas))
     lnN = np.log(np.asarray(eNs, dtype=np.float64))
     lnf = np.linspace(lnN[0], lnN[-1], 20)
     for b, beta in enumerate(betas):
         c = bcols[b]
-        ax_b.errorbar(lnN, t_meas[b], yerr=t_se[b], fmt="o", color=c, ms=4, capsize=2,
-                      label=f"β = {beta:g}: measured median")
-        ax_b.plot(lnN, t_pred[b], "-", color=c, lw=1.2,
-                  label=f"escape_time (slope 1/(2μ) = {slopes[b]:.3f})")
-        ax_b.plot(lnf, slopes[b] * lnf + offsets[b], ":", color=c, lw=1.0)
-    ax_b.plot([], [], "k:", lw=1.0, label="large-N form slope ln N + offset")
-    ax_b.set_xlabel("ln N")
-    ax_b.set_ylabel("median escape time")
-    ax_b.set_title("(b) escape from the plateau (random start)", fontsize=9)
-    ax_b.legend(fontsize=6.5, frameon=False, loc="upper left")
-    ax_c.semilogy(sb, 0.5 / lam_b, "o-", color="k", ms=3, lw=1.0)
-    ax_c.axvline(thr, color="k", ls=":", lw=1.0, label=f"ρ + η = {thr:g}")
-    ax_c.set_xlabel("β")
-    ax_c.set_ylabel("slope 1/(2μ) of t_esc vs ln N")
-    ax_c.set_title(f"(c) growth rate μ → 0 at ρ + η (τ = {SLOPE_PARAMS.tau:g})", fontsize=9)
-    ax_c.legend(fontsize=7, frameon=False)
-    suptitle(fig, f"Finite-N theory against the Gram chain "
-                  f"({describe(P.to_attrs(), swept=('beta',))}; (a) β = {P.beta_inf:g} from "
-                  f"overlap_state(0.5))")
+        ax_b.errorbar(lnN, t_meas[b], yerr=t_se[b], fmt="o", color=c, ms=3.5,
+                      label=rf"$\beta={beta:g}$ ($1/2\mu={slopes[b]:.2f}$)")
+        ax_b.plot(lnN, t_pred[b], "-", color=c, lw=lw)
+        ax_b.plot(lnf, slopes[b] * lnf + offsets[b], ":", color=c, lw=lw)
+    handles, _ = ax_b.get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", marker="o", ls="none", ms=3.5,
+                       label="measured median"),
+                Line2D([], [], color="0.3", lw=lw, label="escape_time (theory)"),
+                Line2D([], [], color="0.3", ls=":", lw=lw,
+                       label="large-$N$ form (leaves out the\nrelaxation onto the plateau)")]
+    ax_b.set_xlabel(r"$\ln N$")
+    ax_b.set_ylabel(r"median escape time $t_{\rm esc}$")
+    ax_b.set_title("(b) escape from the plateau")
+    legend(ax_b, handles=handles, outside="below")
+    ax_c.semilogy(sb, 0.5 / lam_b, "o-", color="k", ms=3, lw=lw,
+                  label=rf"$\tau={SLOPE_PARAMS.tau:g}$ (at $\tau={P.tau:g}$ the ODE" "\n"
+                        r"runs away near $\rho+\eta$)")
+    for b, beta in enumerate(betas):
+        ax_c.plot([beta], [slopes[b]], "D", color=bcols[b], ms=4.5, mec="k", mew=0.5,
+                  label=rf"$\tau={P.tau:g}$, from (b)" if b == 0 else None)
+    mark(ax_c, thr, r"$\rho+\eta$")
+    ax_c.set_xlabel(symbol("beta"))
+    ax_c.set_ylabel(r"slope $1/2\mu$ of $t_{\rm esc}(\ln N)$")
+    ax_c.set_title(r"(c) growth rate $\mu\to0$")
+    legend(ax_c, outside="below")
+    suptitle(fig, "Finite-$N$ theory against the Gram chain",
+             f"{describe(P.to_attrs(), swept=('beta',))}; (a) at $\\beta={P.beta_inf:g}$ from "
+             f"overlap_state(0.5), (b) from the random start")
     return fig
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Data", "FigureFamily", "Settings", "families", "get", "names", "register",
            "table", "unregister"]
 
-#: Datasets by file name: ``*.nc`` entries are written, in order; the others stay in memory.
+#: Datasets by file name. ``*.nc`` entries are written, in order; the others stay in memory.
 Data = dict[str, "xr.Dataset"]
 
 

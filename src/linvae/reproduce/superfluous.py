@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..params import Params
-from ..plot import suptitle
+from ..plot import describe, style_context, suptitle
 from .registry import Data, FigureFamily, Settings, register, table
 
 if TYPE_CHECKING:
@@ -50,10 +50,11 @@ def plot(data: Data, s: SuperfluousSettings) -> Figure:
     """:func:`linvae.findings.plot_superfluous`."""
     from .. import findings
 
-    fig = findings.plot_superfluous(data["superfluous_trajectories.nc"],
-                                    data.get("superfluous_vs_M.nc"))
-    suptitle(fig, f"Superfluous latents, (M, M*) = (2, 1), β below and above η "
-                  f"(ρ={P.rho[0]:g}, η={P.eta:g}, τ={P.tau:g})")
+    with style_context():
+        fig = findings.plot_superfluous(data["superfluous_trajectories.nc"],
+                                        data.get("superfluous_vs_M.nc"))
+        suptitle(fig, r"Superfluous latents: $\beta$ below and above $\eta$",
+                 describe(P.to_attrs(), swept=("beta",)))
     return fig
 
 

@@ -7,6 +7,7 @@ nu = 2.5), and the spread against :func:`linvae.fluctuations`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,71 @@ DATA_FAMILIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("student_t ν=2.5", {"noise": "student_t", "noise_df": 2.5}),
 )
 VARIABLES = ("m", "d", "Q", "E", "R")
+#: Below this nu, Student-t noise makes the largest kick grow with N, so that a replica
+#: can diverge after a single sample (docs/model.md#data-families): there, divergence is
+#: the finding, said once per data family instead of once per point.
+DIVERGENT_DF = 8 / 3
+
+
+def expects_divergence(opts: dict[str, Any]) -> bool:
+    """Whether the data family of the options ``opts`` diverges as a finding (nu < 8/3)."""
+    return opts.get("noise") == "student_t" and float(opts.get("noise_df", np.inf)) < DIVERGENT_DF
+
+
+def _data_option(opts: dict[str, Any]) -> str:
+    """Return the data options as simulate takes them ("noise=student_t, noise_df=2.5")."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in opts.items()) or "noise=gaussian"
+
+
+def divergence_notes(label: str, opts: dict[str, Any],
+                     runs: Sequence[tuple[int, Any]]) -> list[str]:
+    """Return the warnings of the replicas that diverged in the runs of one data family.
+
+    ``runs`` are (N, simulate's dataset) in the order run. Each names the figure family,
+    the data family and its options, and the point: one per N with a divergence, or, where
+    divergence is expected (:func:`expects_divergence`), one for the family with the
+    count per N.
+    """
+    name = label.replace("ν", "nu")  # plain text on any terminal
+    head = f"universality, {name} ({_data_option(opts)})"
+    counts = [(N, int(ds["diverged"].values.sum()), int(ds.sizes["replica"]), ds)
+              for N, ds in runs]
+    hit = [c for c in counts if c[1]]
+    if not hit:
+        return []
+    if expects_divergence(opts):
+        total = sum(c[2] for c in counts)
+        per_N = ", ".join(f"N={N}: {k}" for N, k, _, _ in hit)
+        return [(f"{head}: {sum(c[1] for c in hit)} of {total} replicas diverged ({per_N}), "
+                 f"as expected for nu < 8/3; they are left out of the fits")]
+    notes = []
+    for N, k, n, ds in hit:
+        r = int(np.flatnonzero(ds["diverged"].values)[0])
+        first = (f"replica {r} at t = {float(ds['t_diverged'].values[r]):.4g}: "
+                 f"{ds['divergence'].values[r]}")
+        notes.append(f"{head}, N={N}: {k} of {n} replicas diverged ({first}); they are left "
+                     f"out of the fits")
+    return notes
+
+
+def _recording(simulate: Callable[..., Any], opts: dict[str, Any],
+               runs: list[tuple[int, Any]]) -> Callable[..., Any]:
+    """Return ``simulate`` with the data options ``opts`` that keeps each run in ``runs``.
+
+    Its DivergenceWarnings (one per replica, without N or data family) are not shown:
+    :func:`divergence_notes` says them per point or family.
+    """
+    from ..errors import DivergenceWarning
+
+    def run(p: Params, N: int, *args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DivergenceWarning)
+            ds = simulate(p, N, *args, **opts, **kwargs)
+        runs.append((int(N), ds))
+        return ds
+
+    return run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,12 +154,15 @@ def gap_exponents(cmp: Comparison, variables: Sequence[str], n_boot: int,
 
 
 def compute(s: UniversalitySettings, *, progress: bool, threads: int | None) -> Data:
-    """Compare SGD with the ODE for every data family: gaps, exponents and spread."""
-    import functools
+    """Compare SGD with the ODE for every data family: gaps, exponents and spread.
 
+    Diverged replicas are warned about once per point (N and data family), or once per
+    data family where divergence is expected (:func:`expects_divergence`).
+    """
     import xarray as xr
 
     from ..comparison import compare
+    from ..errors import DivergenceWarning
     from ..simulation import simulate
 
     Ns, R, t_max = list(s.Ns), int(s.replicas), float(s.t_max)
@@ -104,10 +173,19 @@ def compute(s: UniversalitySettings, *, progress: bool, threads: int | None) -> 
     gaps = {k: np.full((len(labels), len(Ns), len(V)), np.nan) for k in ("rms", "median")}
     ratio = np.full((len(labels), len(Ns), len(V)), np.nan)
     diverged = np.zeros(len(labels), dtype=np.int64)
-    for f, (_, opts) in enumerate(DATA_FAMILIES):
-        cmp = compare(P, Ns=Ns, t_max=t_max, replicas=R, record_every=s.record_every,
-                      seed=300 + 10 * f, threads=threads, progress=progress, variables=V,
-                      simulate_fn=functools.partial(simulate, **opts))
+    for f, (label, opts) in enumerate(DATA_FAMILIES):
+        runs: list[tuple[int, Any]] = []
+        with warnings.catch_warnings(record=True) as caught:  # said with the family below
+            cmp = compare(P, Ns=Ns, t_max=t_max, replicas=R, record_every=s.record_every,
+                          seed=300 + 10 * f, threads=threads, progress=progress, variables=V,
+                          simulate_fn=_recording(simulate, opts, runs))
+        name = label.replace("ν", "nu")
+        seen: dict[Any, Any] = {}  # a warning repeated at one place is shown once
+        for w in caught:  # e.g. compare's "all replicas diverged at N=...": name the family
+            warnings.warn_explicit(f"universality, {name} ({_data_option(opts)}): {w.message}",
+                                   w.category, w.filename, w.lineno, registry=seen)
+        for note in divergence_notes(label, opts, runs):
+            warnings.warn(note, DivergenceWarning, stacklevel=2)
         e = gap_exponents(cmp, V, n_boot=200, seed=f)
         for k, arr in exps.items():
             arr[f] = e[k]
@@ -133,7 +211,7 @@ def compute(s: UniversalitySettings, *, progress: bool, threads: int | None) -> 
 
 def plot(data: Data, s: UniversalitySettings) -> Figure:
     """Draw (a) the gap of Q vs N, (b) the fitted exponents, (c) the spread vs the theory."""
-    from ..plot import colors, figure
+    from ..plot import colors, figure, legend, markers, style_context, symbol
 
     ds = data["universality.nc"]
     labels = [str(f) for f in ds["family"].values]
@@ -143,40 +221,44 @@ def plot(data: Data, s: UniversalitySettings) -> Figure:
     gap, ratio = ds["gap_rms"].values, ds["spread_ratio"].values
     exps, exps_se = ds["exponent_rms"].values, ds["exponent_rms_se"].values
 
-    fig = figure(ncols=3, width=3.9, height=3.2)
-    ax_a, ax_b, ax_c = fig.axes
-    cols = colors(len(labels))
-    qi = V.index("Q")
-    for f, label in enumerate(labels):
-        ax_a.loglog(Ns, gap[f, :, qi], "o-", color=cols[f], ms=3, lw=1.0,
-                    label=f"{label} ({exps[f, qi]:+.2f})")
-        ax_c.plot(Ns, ratio[f, :, qi], "o-", color=cols[f], ms=3, lw=1.0)
-    Nf = np.geomspace(min(Ns), max(Ns), 10)
-    ax_a.loglog(Nf, gap[0, 0, qi] * np.sqrt(Ns[0] / Nf), "k:", lw=1.0, label="N^-1/2")
-    ax_a.set_xlabel("N")
-    ax_a.set_ylabel("rms SGD–ODE gap of Q")
-    ax_a.set_title("(a) gap of Q vs N (fitted exponent)", fontsize=9)
-    ax_a.legend(fontsize=6, frameon=False)
-    x = np.arange(len(labels))
-    for j, v in enumerate(V):
-        ax_b.errorbar(x + 0.12 * (j - 2), exps[:, j], yerr=exps_se[:, j],
-                      fmt="o", ms=3, capsize=2, label=v)
-    ax_b.axhline(-0.5, color="k", ls=":", lw=1.0)
-    ax_b.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
-    ax_b.set_ylabel("exponent of the rms gap")
-    ax_b.set_title("(b) fitted exponents ± bootstrap SE", fontsize=9)
-    ax_b.legend(fontsize=6, frameon=False, ncol=5)
-    ax_c.axhline(1.0, color="k", ls=":", lw=1.0)
-    ax_c.set_xscale("log")
-    ax_c.set_yscale("log")
-    for ax in (ax_a, ax_c):
-        ax.set_xticks(Ns, [n_label(n) for n in Ns])
-        ax.minorticks_off()
-    ax_c.set_xlabel("N")
-    ax_c.set_ylabel("measured / predicted sd of Q")
-    ax_c.set_title(f"(c) spread vs linvae.finite_n ({R} replicas)", fontsize=9)
-    suptitle(fig, f"Universality of the SGD–ODE gap across data families, {describe(P.to_attrs())}"
-                  f", t ≤ {t_max:g}")
+    with style_context():
+        fig = figure(ncols=3, height=4.8)
+        ax_a, ax_b, ax_c = fig.axes
+        cols, marks = colors(len(labels)), markers(len(labels))
+        qi = V.index("Q")
+        Q = symbol("Q")
+        for f, label in enumerate(labels):
+            ax_a.loglog(Ns, gap[f, :, qi], "-", marker=marks[f], color=cols[f], ms=3, lw=1.0,
+                        label=f"{label} ({exps[f, qi]:+.2f})")
+            ax_c.plot(Ns, ratio[f, :, qi], "-", marker=marks[f], color=cols[f], ms=3, lw=1.0,
+                      label=label)
+        Nf = np.geomspace(min(Ns), max(Ns), 10)
+        ax_a.loglog(Nf, gap[0, 0, qi] * np.sqrt(Ns[0] / Nf), "k:", lw=1.0, label=r"$N^{-1/2}$")
+        ax_a.set_xlabel("$N$")
+        ax_a.set_ylabel(f"rms gap of {Q}")
+        ax_a.set_title("(a) SGD–ODE gap (fitted exponent)")
+        legend(ax_a, outside="below")
+        x = np.arange(len(labels))
+        for j, v in enumerate(V):
+            ax_b.errorbar(x + 0.12 * (j - 2), exps[:, j], yerr=exps_se[:, j],
+                          fmt="o", ms=3, capsize=2, label=symbol(v))
+        ax_b.axhline(-0.5, color="k", ls=":", lw=1.0)
+        ax_b.set_xticks(x, labels, rotation=60, ha="right")
+        ax_b.set_ylabel("gap exponent")
+        ax_b.set_title("(b) exponents ± bootstrap SE")
+        legend(ax_b, outside="below", ncols=3)
+        ax_c.axhline(1.0, color="k", ls=":", lw=1.0)
+        ax_c.set_xscale("log")
+        ax_c.set_yscale("log")
+        for ax in (ax_a, ax_c):
+            ax.set_xticks(Ns, [n_label(n) for n in Ns])
+            ax.minorticks_off()
+        ax_c.set_xlabel("$N$")
+        ax_c.set_ylabel(f"sd of {Q} / theory")
+        ax_c.set_title(f"(c) spread, {R} replicas")
+        legend(ax_c, outside="below")
+        suptitle(fig, "Universality of the SGD–ODE gap across data families",
+                 f"{describe(P.to_attrs())}, $t \\leq {t_max:g}$")
     return fig
 
 

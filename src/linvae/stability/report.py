@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from ..observables import ORDER_PARAMETERS
 from ..params import Params, check_params
 from .search import FixedPoint, fixed_points
 from .thresholds import (
@@ -38,7 +42,8 @@ class StabilityReport:
         (k >= M).
     noise : Threshold
         The beta above which a superfluous latent stops fitting the noise, predicted eta
-        (:func:`noise_threshold`).
+        (:func:`noise_threshold`). If M <= M* there is none, and this is the threshold
+        of one more latent; the text, repr and :meth:`to_dict` then leave it out.
     gamma_star : float or None
         The annealing rate gamma* = -J_max/2 (:func:`annealing_threshold`); None if no
         fixed point is stable.
@@ -57,10 +62,23 @@ class StabilityReport:
     tau_max: Threshold | None = None
 
     def __str__(self) -> str:
+        """Return the report as text, in lines of fewer than 120 characters.
+
+        Each fixed point is its repr and its order parameters (matrix rows aligned); then
+        the thresholds, each next to its prediction. A latent or factor that is absent
+        says so (a factor without a latent of its own) or is not mentioned (no
+        superfluous latent when M <= M*).
+        """
         p = self.params
-        head = f"fixed points of the ODEs for {p} ({len(self.fixed_points)} found, up to symmetry):"
-        lines = [head]
-        lines += ["  " + fp.summary().replace("\n", "\n  ") for fp in self.fixed_points]
+        head = f"fixed points of the ODEs ({len(self.fixed_points)} found, up to symmetry) for"
+        lines = ([f"{head} {p}:"] if len(f"{head} {p}:") <= WIDTH else
+                 [head, *_wrap(f"{p}:", "  ", "    ", sep=", ")])
+        for fp in self.fixed_points:
+            lines += _wrap(repr(fp), "  ", "      ")
+            for name in ORDER_PARAMETERS:
+                prefix = f"    {name} = "
+                lines += (prefix + np.array2string(fp.state[name], precision=4, prefix=prefix,
+                                                   max_line_width=WIDTH)).splitlines()
         lines.append("thresholds (numerical; prediction of docs/model.md#findings in "
                      "parentheses):")
         for k, t in enumerate(self.collapse):
@@ -70,21 +88,28 @@ class StabilityReport:
             else:
                 lines.append(f"  collapse of factor {k}: beta_c = {float(t):.6g}  "
                              f"(rho_k + eta = {t.predicted:g})")
-        lines.append(f"  superfluous latent stops fitting noise: beta = "
-                     f"{float(self.noise):.6g}  (eta = {self.noise.predicted:g})")
+        if self.has_superfluous:
+            lines.append(f"  superfluous latent stops fitting noise: beta = "
+                         f"{float(self.noise):.6g}  (eta = {self.noise.predicted:g})")
         if self.gamma_star is None:
-            lines.append(f"  KL annealing: gamma* undefined ({self.gamma_star_error})")
+            lines += _wrap(f"KL annealing: gamma* undefined ({self.gamma_star_error})", "  ",
+                           "    ", sep=" ")
         else:
             lines.append(f"  KL annealing: gamma* = -J_max/2 = {self.gamma_star:.6g}")
         if self.tau_max is not None:
             lines.append(f"  step-size stability limit: tau_max = {float(self.tau_max):.6g}")
         return "\n".join(lines)
 
+    @property
+    def has_superfluous(self) -> bool:
+        """Whether the model has a superfluous latent (M > M*), whose :attr:`noise` applies."""
+        return self.params.M > self.params.M_star
+
     def __repr__(self) -> str:
         n_stable = sum(fp.stable for fp in self.fixed_points)
         parts = [f"{len(self.fixed_points)} fixed points, {n_stable} stable",
                  "beta_c = [" + ", ".join(f"{float(t):.6g}" for t in self.collapse) + "]",
-                 f"noise beta = {float(self.noise):.6g}",
+                 *([f"noise beta = {float(self.noise):.6g}"] if self.has_superfluous else []),
                  "gamma* undefined" if self.gamma_star is None else
                  f"gamma* = {self.gamma_star:.6g}"]
         if self.tau_max is not None:
@@ -98,13 +123,15 @@ class StabilityReport:
         its ``summary``, ``stable``, ``eg`` and ``max_real``) and ``thresholds``: each
         found threshold as ``{"value", "predicted"}`` (predicted NaN where there is no
         closed form) under ``collapse_<k>`` (only the factors with a latent of their
-        own), ``noise``, ``gamma_star`` and ``tau_max``.
+        own), ``noise`` (only if there is a superfluous latent, M > M*), ``gamma_star``
+        and ``tau_max``.
         """
         thr: dict[str, dict[str, float]] = {}
         for k, t in enumerate(self.collapse):
             if k < self.params.M:
                 thr[f"collapse_{k}"] = _threshold_dict(t)
-        thr["noise"] = _threshold_dict(self.noise)
+        if self.has_superfluous:
+            thr["noise"] = _threshold_dict(self.noise)
         if self.gamma_star is not None:
             thr["gamma_star"] = _threshold_dict(self.gamma_star)
         if self.tau_max is not None:
@@ -114,6 +141,35 @@ class StabilityReport:
                                   "eg": float(fp.eg), "max_real": float(fp.max_real)}
                                  for fp in self.fixed_points],
                 "thresholds": thr}
+
+
+#: Lines of the text are shorter than this
+WIDTH = 119
+
+
+def _wrap(text: str, first: str, rest: str, *, sep: str = "; ") -> list[str]:
+    """Return ``text`` in lines of at most WIDTH characters, broken after ``sep``.
+
+    The first line starts with ``first``, the others with ``rest``; a part longer than a
+    line is broken at spaces.
+    """
+    parts = text.split(sep)
+    lines: list[str] = []
+    line = first + parts[0]
+    for part in parts[1:]:
+        if len(line) + len(sep) + len(part) <= WIDTH:
+            line += sep + part
+        else:
+            lines.append(line + sep.rstrip())
+            line = rest + part
+    lines.append(line)
+    out: list[str] = []
+    for ln in lines:
+        indent = first if not out else rest
+        out += textwrap.wrap(ln[len(indent):], WIDTH, initial_indent=indent,
+                             subsequent_indent=rest, break_on_hyphens=False,
+                             break_long_words=False) if len(ln) > WIDTH else [ln]
+    return out
 
 
 def _threshold_dict(t: float) -> dict[str, float]:

@@ -479,7 +479,7 @@ class FixedPoint:
 
     @property
     def min_gram_eigenvalue(self) -> float:
-        """Smallest eigenvalue of the state's Gram matrix (negative: not physical)."""
+        """Smallest eigenvalue of the state's Gram matrix (negative for an unphysical state)."""
         return float(min_gram_eigenvalue(self.state))
 
     @property

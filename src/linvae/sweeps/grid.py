@@ -165,7 +165,7 @@ class Grid:
     # -- views -------------------------------------------------------------------------
     @property
     def replicas(self) -> int | None:
-        """Replicas per point (None: the task's default)."""
+        """Replicas per point (None for the task's default)."""
         return self._replicas
 
     @property

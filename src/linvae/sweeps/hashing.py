@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..params import FIELDS
 from ..schedules import Schedule, from_dict
 
 if TYPE_CHECKING:
     from ..params import Params
 
 #: Fields of :class:`linvae.Params` that a grid axis may vary.
-PARAM_FIELDS = ("M", "M_star", "rho", "eta", "beta", "lam", "tau")
+PARAM_FIELDS = tuple(f.name for f in FIELDS)
 
 #: Version of the point-hash recipe; part of every hash.
 _HASH_VERSION = 1
