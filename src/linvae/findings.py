@@ -330,8 +330,10 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
         ax.plot(b, sweep["latent_rate"].values[:, k], color=cols[k], lw=lw, ls="--",
                 label=f"rate of latent {k}" if sweep.sizes["latent"] > 1 else "rate")
     thresholds = [float(x) for x in sweep["threshold"].values]
-    for k, thr in enumerate(thresholds):
-        mark(ax, thr, r"$\beta_c$" if len(thresholds) == 1 else rf"$\beta_{{c,{k}}}$")
+    named = [(thr, r"$\beta_c$" if len(thresholds) == 1 else rf"$\beta_{{c,{k}}}$")
+             for k, thr in enumerate(thresholds)]  # marked on panels (a) and (b)
+    for thr, text in named:
+        mark(ax, thr, text)
     ax.set_xlabel(symbol("beta"))
     ax.set_ylabel("stable fixed point")
     ax.set_title("(a) error and rate")
@@ -346,8 +348,8 @@ def plot_collapse(sweep: xr.Dataset, phase: xr.Dataset | None = None,
     for k in range(min(M, Ms), M):
         ax.plot(b, sweep["Q"].values[:, k, k], color=cols[k], lw=lw * 0.8, ls="-.",
                 label=f"{symbol('Q', (k, k))} (superfluous)")
-    for k, thr in enumerate(thresholds):
-        mark(ax, thr, r"$\beta_c$" if len(thresholds) == 1 else rf"$\beta_{{c,{k}}}$")
+    for thr, text in named:
+        mark(ax, thr, text)
     ax.set_xlabel(symbol("beta"))
     ax.set_ylabel("overlap")
     ax.set_title("(b) overlaps")
