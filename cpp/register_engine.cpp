@@ -127,6 +127,27 @@ void register_engine_type(py::module_& m, const char* name) {
              "The draws (c, n) of sample mu of a replica's dataset, as every visit makes them "
              "(n in the weights' precision, widened): x = W* diag(sqrt(rho)) c / sqrt(N) + "
              "sqrt(eta) n.")
+        .def("apply_covariance",
+             [](E& e, int r, carray<double> Y, int threads) {
+                 check_replica(e, r);
+                 const auto& c = e.config();
+                 if (!c.data.finite()) throw py::value_error("apply_covariance() needs a finite dataset");
+                 if (Y.ndim() != 2 || Y.shape(0) != c.N)
+                     throw py::value_error("Y must have shape (N, k)");
+                 const auto& Ws = e.replica(r).Ws;
+                 if (std::all_of(Ws.begin(), Ws.end(), [](auto w) { return w == 0; }))
+                     throw py::value_error("the teacher is not drawn yet: call init_random() first");
+                 py::array_t<double> Z({Y.shape(0), Y.shape(1)});
+                 {
+                     py::gil_scoped_release nogil;
+                     e.apply_covariance(r, Y.data(), static_cast<int>(Y.shape(1)),
+                                        Z.mutable_data(), threads);
+                 }
+                 return Z;
+             },
+             py::arg("replica"), py::arg("Y"), py::arg("threads") = 1,
+             "S Y for the covariance S = (1/P) sum_mu x_mu x_mu^T of a replica's training set, "
+             "its samples regenerated as every visit makes them (Y: N x k).")
         .def("sample_index",
              [](E& e, int r, carray<std::int64_t> steps) {
                  check_replica(e, r);

@@ -447,6 +447,45 @@ public:
         return {c, n};
     }
 
+    // Z = S Y for the covariance S = (1/P) sum_mu x_mu x_mu^T of replica r's training set
+    // (Y, Z: N x k, row-major), its samples regenerated one by one, so nothing of size P N
+    // is stored. The samples are cut into kSlices slices whatever the thread count and the
+    // slices added in order, so Z does not depend on the threads.
+    void apply_covariance(int r, const double* Y, int k, double* Z, int threads) const {
+        const Replica<Real>& rep = reps_.at(static_cast<std::size_t>(r));
+        const std::int64_t N = cfg_.N, P = cfg_.data.P;
+        constexpr int kSlices = 16;
+        const std::size_t size = static_cast<std::size_t>(N) * static_cast<std::size_t>(k);
+        std::vector<double> part(kSlices * size, 0.0);
+        auto slice = [&](int s) {
+            std::vector<double> cs(static_cast<std::size_t>(cfg_.Ms)), x(static_cast<std::size_t>(N)),
+                proj(static_cast<std::size_t>(k));
+            std::vector<Real> buf(static_cast<std::size_t>(std::min(N, kBlock)));
+            double* acc = part.data() + static_cast<std::size_t>(s) * size;
+            for (std::int64_t mu = P * s / kSlices; mu < P * (s + 1) / kSlices; ++mu) {
+                training_sample(rep, r, mu, cs.data(), buf.data(), x.data());
+                std::fill(proj.begin(), proj.end(), 0.0);
+                for (std::int64_t i = 0; i < N; ++i)
+                    for (int j = 0; j < k; ++j) proj[j] += x[i] * Y[i * k + j];
+                for (std::int64_t i = 0; i < N; ++i)
+                    for (int j = 0; j < k; ++j) acc[i * k + j] += x[i] * proj[j];
+            }
+        };
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, threads))
+        for (int s = 0; s < kSlices; ++s) slice(s);
+#else
+        (void)threads;
+        for (int s = 0; s < kSlices; ++s) slice(s);
+#endif
+        const double scale = 1.0 / static_cast<double>(P);
+        for (std::size_t j = 0; j < size; ++j) {
+            double z = 0.0;
+            for (int s = 0; s < kSlices; ++s) z += part[static_cast<std::size_t>(s) * size + j];
+            Z[j] = z * scale;
+        }
+    }
+
 private:
     ModelConfig cfg_;
     std::uint64_t seed_;
@@ -800,34 +839,46 @@ private:
             cs[f] = std::sqrt(cfg_.rho[f]) * draw_factor(signal, cfg_.factors) / sqN;
     }
 
+    // Sample mu of replica r's training set, x (N values), as a visit draws it; buf holds
+    // one block of noise, cs the M* factor terms.
+    void training_sample(const Replica<Real>& rep, int r, std::int64_t mu, double* cs, Real* buf,
+                         double* x) const {
+        const int Ms = cfg_.Ms;
+        const std::int64_t N = cfg_.N;
+        const double sqrt_eta = std::sqrt(cfg_.eta);
+        const std::uint64_t key = cfg_.data.key(r);
+        NormalStream signal(key, static_cast<std::uint64_t>(mu), kSignalStream);
+        draw_factors(signal, cs);
+        for (std::int64_t i0 = 0, blk = 0; i0 < N; i0 += kBlock, ++blk) {
+            const std::int64_t n = std::min(kBlock, N - i0);
+            fill_sample_noise(key, mu, blk, buf, n);
+            for (std::int64_t i = i0; i < i0 + n; ++i) {
+                double xi = sqrt_eta * static_cast<double>(buf[i - i0]);
+                for (int f = 0; f < Ms; ++f) xi += static_cast<double>(rep.Ws[i * Ms + f]) * cs[f];
+                x[i] = xi;
+            }
+        }
+    }
+
     // The training set's moments Bb = mean_mu b b^T and Cab = mean_mu a b^T at the current
     // weights (M x M, row-major), over its P samples regenerated one by one: P passes over
     // W and V, so a record costs P N M operations instead of N M.
     void training_moments(Replica<Real>& rep, int r, double* Bb, double* Cab) const {
         const int M = cfg_.M, Ms = cfg_.Ms;
         const std::int64_t N = cfg_.N;
-        const double sqN = std::sqrt(static_cast<double>(N)), sqrt_eta = std::sqrt(cfg_.eta);
-        const std::uint64_t key = cfg_.data.key(r);
+        const double sqN = std::sqrt(static_cast<double>(N));
         std::vector<double> cs(static_cast<std::size_t>(Ms)), a(M), b(M), Bs(M * M, 0.0),
-            Cs(M * M, 0.0);
+            Cs(M * M, 0.0), x(static_cast<std::size_t>(N));
         std::vector<Real> buf(static_cast<std::size_t>(std::min(N, kBlock)));
         for (std::int64_t mu = 0; mu < cfg_.data.P; ++mu) {
-            NormalStream signal(key, static_cast<std::uint64_t>(mu), kSignalStream);
-            draw_factors(signal, cs.data());
+            training_sample(rep, r, mu, cs.data(), buf.data(), x.data());
             std::fill(a.begin(), a.end(), 0.0);
             std::fill(b.begin(), b.end(), 0.0);
-            for (std::int64_t i0 = 0, blk = 0; i0 < N; i0 += kBlock, ++blk) {
-                const std::int64_t n = std::min(kBlock, N - i0);
-                fill_sample_noise(key, mu, blk, buf.data(), n);
-                for (std::int64_t i = i0; i < i0 + n; ++i) {
-                    double xi = sqrt_eta * static_cast<double>(buf[i - i0]);
-                    for (int f = 0; f < Ms; ++f) xi += static_cast<double>(rep.Ws[i * Ms + f]) * cs[f];
-                    for (int k = 0; k < M; ++k) {
-                        a[k] += static_cast<double>(rep.W[i * M + k]) * xi;
-                        b[k] += static_cast<double>(rep.V[i * M + k]) * xi;
-                    }
+            for (std::int64_t i = 0; i < N; ++i)
+                for (int k = 0; k < M; ++k) {
+                    a[k] += static_cast<double>(rep.W[i * M + k]) * x[i];
+                    b[k] += static_cast<double>(rep.V[i * M + k]) * x[i];
                 }
-            }
             for (int k = 0; k < M; ++k)
                 for (int l = 0; l < M; ++l) {
                     Bs[k * M + l] += b[k] * b[l];

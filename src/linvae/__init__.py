@@ -3,7 +3,8 @@
 The top level holds the verbs and nouns of a study: :class:`Params`, :func:`simulate`
 with its option objects (:class:`DataSpec`, :class:`Weights` or :class:`Gram`,
 :class:`Checkpoint`), :func:`integrate`, :func:`compare`, :func:`sweep` over a
-:class:`Grid`, the fixed points (:func:`fixed_points`, :func:`collapse_threshold`) and the
+:class:`Grid`, the fixed points (:func:`fixed_points`, :func:`collapse_threshold`), the
+minimum of the training loss on a finite dataset (:func:`training_minimum`) and the
 finite-N theory (:func:`fluctuations`, :func:`escape_time`). Everything else lives in its
 module: :mod:`linvae.ode`, :mod:`linvae.stability`, :mod:`linvae.findings`,
 :mod:`linvae.states`, :mod:`linvae.schedules`, :mod:`linvae.observables`,
@@ -28,7 +29,13 @@ if TYPE_CHECKING:
     from .ode import integrate
     from .params import Params
     from .simulation import Checkpoint, simulate
-    from .stability import FixedPoint, collapse_threshold, fixed_points, stable_fixed_point
+    from .stability import (
+        FixedPoint,
+        collapse_threshold,
+        fixed_points,
+        stable_fixed_point,
+        training_minimum,
+    )
     from .sweeps import Grid, open_sweep, sweep
 
 __all__ = [
@@ -51,6 +58,7 @@ __all__ = [
     "simulate",
     "stable_fixed_point",
     "sweep",
+    "training_minimum",
 ]
 
 #: Public name -> the module that defines it.
@@ -73,6 +81,7 @@ _HOME = {
     "simulate": "simulation",
     "stable_fixed_point": "stability",
     "sweep": "sweeps",
+    "training_minimum": "stability",
 }
 
 #: The package's modules, importable as attributes (``linvae.ode``).

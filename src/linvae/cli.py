@@ -1343,12 +1343,12 @@ def build_parser() -> argparse.ArgumentParser:
              "Regenerate the paper's figure families into a folder, PNG and PDF each, with "
              "the data (netCDF) next to them and summary.md (measured thresholds and "
              f"exponents next to the theory, run times): {listed}. "
-             "About 410 s on 2 cores; --quick about 60 s.")
+             "About 340 s on 2 cores; --quick about 45 s.")
     _add_common(rp)
     rp.add_argument("--out", type=Path, default=Path("linvae-reproduce"),
                     help="output folder (created if missing)")
     rp.add_argument("--quick", action="store_true",
-                    help="smaller N, fewer replicas and grid points (about 60 s)")
+                    help="smaller N, fewer replicas and grid points (about 45 s)")
     rp.add_argument("--only", nargs="+", choices=[f.name for f in figure_families()],
                     default=None,
                     help="run only these figure families")

@@ -6,12 +6,14 @@ the Jacobian has no spurious antisymmetric modes). Fixed points are found by roo
 finding with the analytic Jacobian from many starts, as docs/model.md#pitfalls advises,
 not by long integration; the integrator only supplies extra starting guesses.
 
-The package has four modules: :mod:`~linvae.stability.search` (the search,
+The package has five modules: :mod:`~linvae.stability.search` (the search,
 :class:`FixedPoint`), :mod:`~linvae.stability.thresholds` (collapse and noise-fitting
 thresholds in beta, the step-size limit, the annealing rate),
-:mod:`~linvae.stability.convergence` (the convergence time) and
+:mod:`~linvae.stability.convergence` (the convergence time),
 :mod:`~linvae.stability.report` (:class:`StabilityReport`: all of it at one parameter
-set, as ``linvae stability`` prints it).
+set, as ``linvae stability`` prints it) and :mod:`~linvae.stability.statics` (the
+minimum of the training loss on P = alpha N samples, :func:`training_minimum`, which
+multi-epoch SGD reaches at small tau).
 
 Symmetries of the ODEs, used to deduplicate fixed points:
 
@@ -43,6 +45,13 @@ from .search import (
     role_state,
     stable_fixed_point,
 )
+from .statics import (
+    Spectrum,
+    TrainingMinimum,
+    dataset_spectrum,
+    spiked_spectrum,
+    training_minimum,
+)
 from .thresholds import (
     Threshold,
     annealing_threshold,
@@ -60,8 +69,10 @@ __all__ = [
     "MAX_STATE_SIZE",
     "RESIDUAL_TOL",
     "FixedPoint",
+    "Spectrum",
     "StabilityReport",
     "Threshold",
+    "TrainingMinimum",
     "annealing_threshold",
     "check_size",
     "collapse_growth_rate",
@@ -69,14 +80,17 @@ __all__ = [
     "collapse_thresholds",
     "collapsed_state",
     "convergence_time",
+    "dataset_spectrum",
     "fixed_point_data",
     "fixed_points",
     "latent_sector",
     "noise_threshold",
     "role_state",
+    "spiked_spectrum",
     "stability_report",
     "stable_fixed_point",
     "step_size_limit",
+    "training_minimum",
 ]
 
 #: Names that used to live here: the module that has them now (the kind of a latent is

@@ -39,6 +39,7 @@ from .search import (
     role_state,
     stable_fixed_point,
 )
+from .statics import bulk_edge, check_alpha, spike, threshold_of
 
 Array = NDArray[np.float64]
 
@@ -188,32 +189,56 @@ def _beta_crossing(p: Params, latent: int, beta_max: float, n_scan: int,
     return math.nan
 
 
-def collapse_threshold(p: Params, factor: int = 0, *, beta_max: float | None = None,
-                       n_scan: int = 24, xtol: float = 1e-10) -> Threshold:
-    """Find numerically the beta above which the collapsed state of ``factor`` is linearly stable.
+def collapse_threshold(p: Params, factor: int = 0, *, alpha: float | None = None,
+                       beta_max: float | None = None, n_scan: int | None = None,
+                       xtol: float | None = None) -> Threshold:
+    """Find the beta above which latent ``factor`` collapses.
 
-    The largest real eigenvalue in latent k's sector at its collapsed state
-    (:func:`collapse_growth_rate`) is scanned over beta on a grid of ``n_scan`` points in
-    (0, beta_max] and the first crossing from positive to negative is located by Brent's
-    method. Nothing here uses the closed form: the result is compared with the
-    rho_k + eta of docs/model.md#findings afterwards (``.predicted``, ``.shift``). For
-    lam > 0 the linearisation of (m_k, d_k) at the collapsed state gives
-    Pe/(1 + lam) - lam/Pe (Pe = rho_k + eta),
+    Without ``alpha``, the population answer: the beta above which the collapsed state of
+    ``factor`` is linearly stable. The largest real eigenvalue in latent k's sector at
+    its collapsed state (:func:`collapse_growth_rate`) is scanned over beta on a grid of
+    ``n_scan`` (24) points in (0, beta_max] and the first crossing from positive to
+    negative is located by Brent's method (to ``xtol``, 1e-10). Nothing here uses the
+    closed form: the result is compared with the rho_k + eta of docs/model.md#findings
+    afterwards (``.predicted``, ``.shift``). For lam > 0 the linearisation of
+    (m_k, d_k) at the collapsed state gives Pe/(1 + lam) - lam/Pe (Pe = rho_k + eta),
     which the numerical value matches.
+
+    With ``alpha`` = P / N, the threshold of the minimum of the training loss on P
+    samples as N -> infinity (docs/model.md#training-minimum): l/(1 + lam) - lam/l with
+    l the top eigenvalue of the samples' covariance on factor k (:func:`~linvae.stability.
+    statics.spike`), the bulk edge below the BBP point. It is a closed form, so the
+    search options do not apply; ``.predicted`` stays rho_k + eta, and ``.shift`` is what
+    finite data moves.
 
     Returns NaN (with a RuntimeWarning) if the state is stable nowhere in the scanned
     range, e.g. because tau is past the step-size stability limit.
     """
     p = check_params(p)
     k = _check_factor(p, factor)
+    if alpha is not None:
+        _closed_form_only(beta_max=beta_max, n_scan=n_scan, xtol=xtol)
+        a = check_alpha(alpha)
+        ell, c2 = spike(p.rho[k], p.eta, a)
+        below = "" if c2 > 0.0 else "; below the BBP point the latent sees only noise"
+        return Threshold(threshold_of(ell, p.lam), p.rho[k] + p.eta,
+                         f"collapse of factor {k} at alpha={a:g} (minimum of the training "
+                         f"loss, N -> infinity, lam={p.lam:g}{below})")
     check_size(p, "collapse_threshold")
-    n_scan = check_int("n_scan", n_scan, ge=2)
-    xtol = check_real("xtol", xtol, gt=0.0)
+    n_scan = 24 if n_scan is None else check_int("n_scan", n_scan, ge=2)
+    xtol = 1e-10 if xtol is None else check_real("xtol", xtol, gt=0.0)
     beta_max = 3.0 * (max(p.rho) + p.eta) + 1.0 if beta_max is None else \
         check_real("beta_max", beta_max, gt=0.0)
     value = _beta_crossing(p, k, beta_max, n_scan, xtol)
     return Threshold(value, p.rho[k] + p.eta,
                      f"collapse of factor {k} (lam={p.lam:g}, tau={p.tau:g})")
+
+
+def _closed_form_only(**options: Any) -> None:
+    given = [k for k, v in options.items() if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: applies to the population search only; with "
+                         f"alpha the threshold is a closed form")
 
 
 def collapse_thresholds(p: Params, **kwargs: Any) -> list[Threshold]:
@@ -231,21 +256,30 @@ def collapse_thresholds(p: Params, **kwargs: Any) -> list[Threshold]:
             for k in range(p.M_star)]
 
 
-def noise_threshold(p: Params, *, beta_max: float | None = None, n_scan: int = 24,
-                    xtol: float = 1e-10) -> Threshold:
+def noise_threshold(p: Params, *, alpha: float | None = None, beta_max: float | None = None,
+                    n_scan: int | None = None, xtol: float | None = None) -> Threshold:
     """Find the beta above which a superfluous latent stops fitting the noise and collapses.
 
     Computed like :func:`collapse_threshold`, for latent M* of a model with M* + 1
     latents (``p`` itself if M > M*). docs/model.md#findings says "for beta > eta it
     collapses" (``.predicted`` = eta); that holds as tau -> 0, and the numerical value
-    shows the finite-tau shift (about +eta tau / 4 at small tau).
+    shows the finite-tau shift (about +eta tau / 4 at small tau). With ``alpha``, the
+    minimum of the training loss on P = alpha N samples as N -> infinity: the latent
+    fits the top of the noise bulk, eta (1 + alpha^(-1/2))^2, so l/(1 + lam) - lam/l with
+    l that edge.
     """
     p = check_params(p)
+    if alpha is not None:
+        _closed_form_only(beta_max=beta_max, n_scan=n_scan, xtol=xtol)
+        a = check_alpha(alpha)
+        return Threshold(threshold_of(bulk_edge(p.eta, a), p.lam), p.eta,
+                         f"noise fitting of a superfluous latent at alpha={a:g} (minimum of "
+                         f"the training loss, N -> infinity, lam={p.lam:g})")
     if p.M <= p.M_star:
         p = p.replace(M=p.M_star + 1)
     check_size(p, "noise_threshold")
-    n_scan = check_int("n_scan", n_scan, ge=2)
-    xtol = check_real("xtol", xtol, gt=0.0)
+    n_scan = 24 if n_scan is None else check_int("n_scan", n_scan, ge=2)
+    xtol = 1e-10 if xtol is None else check_real("xtol", xtol, gt=0.0)
     beta_max = 3.0 * p.eta + 1.0 if beta_max is None else \
         check_real("beta_max", beta_max, gt=0.0)
     value = _beta_crossing(p, p.M_star, beta_max, n_scan, xtol)
