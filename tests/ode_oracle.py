@@ -37,19 +37,22 @@ class Consts:
     Pe: Array
     eta: float
     tau: float
+    tau_V: float
+    tau_D: float
     lam: float
     eye: Array
 
     @classmethod
     def of(cls, p: Params) -> Consts:
-        return cls(rho=p.rho_vec, Pe=p.P + p.eta * np.eye(p.M_star), eta=p.eta, tau=p.tau,
-                   lam=p.lam, eye=np.eye(p.M))
+        tau, tau_V, tau_D = p.rates
+        return cls(rho=p.rho_vec, Pe=p.P + p.eta * np.eye(p.M_star), eta=p.eta, tau=tau,
+                   tau_V=tau_V, tau_D=tau_D, lam=p.lam, eye=np.eye(p.M))
 
 
 def rhs_core(s: Mapping[str, Array], beta: float, c: Consts) -> State:
     """The ODEs of docs/model.md#odes, vectorised over leading axes of the order parameters."""
     m, d, Q, E, R, D = (s[k] for k in ORDER_PARAMETERS)
-    tau, eta, lam = c.tau, c.eta, c.lam
+    tau, tV, tD, eta, lam = c.tau, c.tau_V, c.tau_D, c.eta, c.lam
     Bb, Cab, Aaa = observables.moments(m, d, Q, E, R, c.rho, eta)
     K = Q + beta * c.eye
     B = Bb + lam * c.eye
@@ -63,11 +66,11 @@ def rhs_core(s: Mapping[str, Array], beta: float, c: Consts) -> State:
     Qdiag = np.diagonal(Q, axis1=-2, axis2=-1)
     return {
         "m": tau * (d @ c.Pe - B @ m),
-        "d": tau * ((m - K @ d) @ c.Pe - lam * d),
+        "d": tV * ((m - K @ d) @ c.Pe - lam * d),
         "Q": tau * (Cab + _T(Cab) - QB - _T(QB)) + tau * tau * eta * Bb,
-        "E": -tau * (Ebg + _T(Ebg) + 2.0 * lam * E) + tau * tau * eta * Egg,
-        "R": tau * (Bb - Eag - lam * R - B @ R) - tau * tau * eta * Ebg,
-        "D": -tau * (0.5 * Qdiag + 0.5 * beta * (1.0 - 1.0 / D)),
+        "E": -tV * (Ebg + _T(Ebg) + 2.0 * lam * E) + tV * tV * eta * Egg,
+        "R": tau * (Bb - B @ R) - tV * (Eag + lam * R) - tau * tV * eta * Ebg,
+        "D": -tD * (0.5 * Qdiag + 0.5 * beta * (1.0 - 1.0 / D)),
     }
 
 
@@ -78,7 +81,7 @@ def jvp_core(s: Mapping[str, Array], ds: Mapping[str, Array], beta: float, c: Co
     """
     m, d, Q, E, R, D = (s[k] for k in ORDER_PARAMETERS)
     dm, dd, dQ, dE, dR, dD = (ds[k] for k in ORDER_PARAMETERS)
-    tau, eta, lam, rho = c.tau, c.eta, c.lam, c.rho
+    tau, tV, tD, eta, lam, rho = c.tau, c.tau_V, c.tau_D, c.eta, c.lam, c.rho
     Bb, Cab, _ = observables.moments(m, d, Q, E, R, rho, eta)
     K = Q + beta * c.eye
     B = Bb + lam * c.eye + D[..., None, :] * c.eye
@@ -96,11 +99,11 @@ def jvp_core(s: Mapping[str, Array], ds: Mapping[str, Array], beta: float, c: Co
     dQdiag = np.diagonal(dQ, axis1=-2, axis2=-1)
     return {
         "m": tau * (dd @ c.Pe - dB @ m - B @ dm),
-        "d": tau * ((dm - dK @ d - K @ dd) @ c.Pe - lam * dd),
+        "d": tV * ((dm - dK @ d - K @ dd) @ c.Pe - lam * dd),
         "Q": tau * (dCab + _T(dCab) - dQB - _T(dQB)) + tau * tau * eta * dBb,
-        "E": -tau * (dEbg + _T(dEbg) + 2.0 * lam * dE) + tau * tau * eta * dEgg,
-        "R": tau * (dBb - dEag - lam * dR - dB @ R - B @ dR) - tau * tau * eta * dEbg,
-        "D": -tau * (0.5 * dQdiag + 0.5 * beta * dD / (D * D)),
+        "E": -tV * (dEbg + _T(dEbg) + 2.0 * lam * dE) + tV * tV * eta * dEgg,
+        "R": tau * (dBb - dB @ R - B @ dR) - tV * (dEag + lam * dR) - tau * tV * eta * dEbg,
+        "D": -tD * (0.5 * dQdiag + 0.5 * beta * dD / (D * D)),
     }
 
 

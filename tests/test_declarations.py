@@ -35,7 +35,7 @@ def other_value(f: Field) -> Any:
     """A valid value of ``f`` other than its default."""
     if f.kind == "int":
         return 2
-    if f.kind == "vector":
+    if f.kind in ("vector", "rate"):  # a rate's default (None) follows tau
         return 0.75
     return f.default + 0.25
 
@@ -58,12 +58,16 @@ def test_the_signature_of_params_is_the_declaration() -> None:
 
 
 def test_the_compiled_parameters_are_the_declared_reals() -> None:
-    assert _core.REAL_PARAMS == tuple(f.name for f in FIELDS if f.kind == "real")
+    assert _core.REAL_PARAMS == tuple(f.name for f in FIELDS if f.kind in ("real", "rate"))
     p = Params(**{f.name: other_value(f) for f in FIELDS})
     c = p._to_core()
     assert (c.M, c.M_star, c.rho) == (p.M, p.M_star, list(p.rho))
+    given = dict(zip(("tau", "tau_V", "tau_D"), p.rates, strict=True))
     for name in _core.REAL_PARAMS:
-        assert getattr(c, name) == getattr(p, name), name
+        assert getattr(c, name) == given.get(name, getattr(p, name)), name
+    # a rate not given reaches the compiled code as tau
+    c = Params(tau=0.3)._to_core()
+    assert c.tau == c.tau_V == c.tau_D == 0.3
 
 
 @pytest.mark.parametrize("f", FIELDS, ids=lambda f: f.name)
@@ -88,7 +92,7 @@ def test_a_field_reaches_every_consumer(f: Field, tmp_path: Path) -> None:
     assert cli._params(cli._parse(parser, argv, parser.parse_args(argv))[0]) == p
     # sweeps: a grid axis and the point key
     assert f.name in PARAM_FIELDS
-    assert Grid(**{f.name: [f.default, value]}).shape == (2,)
+    assert Grid(**{f.name: [0.5 if f.default is None else f.default, value]}).shape == (2,)
     assert point_key("simulate", p, {}) != point_key("simulate", Params(), {})
     # the model page
     assert f"| {f.symbol} | {f.help} | {f.rule} |" in parameter_table()

@@ -353,9 +353,9 @@ def test_a_cpp_excerpt_must_be_in_the_file_it_quotes(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     run = FileRun.__new__(FileRun)
     intro = "In [cpp/linvae/model.hpp](cpp/linvae/model.hpp):\n\n"
-    good = "```cpp\nX(eta, 1.0)               \\\n// ...\nX(tau, 0.5)\n```\n"
+    good = "```cpp\nX(eta, 1.0)               \\\n// ...\nX(tau_D, 0.5)\n```\n"
     for text, ok in ((intro + good, True),
-                     (intro + "```cpp\nX(tau, 0.5)\nX(eta, 1.0)               \\\n```\n", False),
+                     (intro + "```cpp\nX(tau_D, 0.5)\nX(eta, 1.0)               \\\n```\n", False),
                      (intro + "```cpp\nX(kappa, 1.0)\n```\n", False),
                      ("Not an excerpt:\n\n" + good, False)):
         page.write_text(text)

@@ -22,10 +22,14 @@ CASES = [
     linvae.Params(M=2, M_star=2, rho=[2.0, 1.0], eta=1.0, beta=0.3, lam=0.05, tau=0.5),
     linvae.Params(M=3, M_star=2, rho=[3.0, 0.5], eta=0.4, beta=1.2, lam=0.2, tau=1.0),
     linvae.Params(M=5, M_star=3, rho=[1.0, 2.0, 3.0], eta=1.0, beta=0.1, lam=0.0, tau=0.3),
+    # per-block rates (docs/model.md#rates)
+    linvae.Params(M=2, M_star=2, rho=[2.0, 1.0], eta=1.0, beta=0.3, lam=0.05, tau=0.5,
+                  tau_V=1.5, tau_D=0.1),
 ]
 
 
-@pytest.mark.parametrize("p", CASES, ids=lambda p: f"M{p.M}Ms{p.M_star}")
+@pytest.mark.parametrize("p", CASES, ids=lambda p: f"M{p.M}Ms{p.M_star}"
+                         + ("-rates" if p.tau_V is not None else ""))
 def test_steps_equal_numpy_reference(p: linvae.Params, engine_factory: EngineFactory) -> None:
     # Same weights, same data vectors: the engine's update is docs/model.md#sgd exactly.
     N = 3000

@@ -750,7 +750,8 @@ private:
         const std::vector<double>& sums = rep.sums;
         const int M = cfg_.M;
         const double N = static_cast<double>(cfg_.N);
-        const double sqN = std::sqrt(N), tau = cfg_.tau, lam = cfg_.lam;
+        const double sqN = std::sqrt(N), tau = cfg_.tau, tau_V = cfg_.tau_V, tau_D = cfg_.tau_D,
+                     lam = cfg_.lam;
         // sizes known at run time, storage on the stack: no heap allocation per step
         using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, 0, kMaxLatents,
                                   kMaxLatents>;
@@ -768,13 +769,13 @@ private:
             up.wdiag[k] = 1.0 - (tau / N) * (D[k] + lam);
             up.u[k] = (tau / N) * b[k];
             up.cW[k] = tau * b[k] / sqN;
-            up.cV[k] = tau * g[k] / sqN;
+            up.cV[k] = tau_V * g[k] / sqN;
         }
         up.dec1 = (tau / N) * (b[0] * b[0] + D[0] + lam);
-        up.vdec = tau * lam / N;
+        up.vdec = tau_V * lam / N;
         rep.has_pending = true;
         for (int k = 0; k < M; ++k)
-            rep.D[k] = D[k] - (tau / N) * (0.5 * Q(k, k) + 0.5 * beta * (1.0 - 1.0 / D[k]));
+            rep.D[k] = D[k] - (tau_D / N) * (0.5 * Q(k, k) + 0.5 * beta * (1.0 - 1.0 / D[k]));
         rep.steps += 1;
 
         if (!(a.allFinite() && b.allFinite() && g.allFinite() && Q.allFinite()))

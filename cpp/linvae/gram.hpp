@@ -10,9 +10,9 @@
 //   y = U^T x / sqrt(N) = G[:, *] P^1/2 c + sqrt(eta) z;  a = y_W, b = y_V;
 //   g = -a + (Q + beta I) b;  ||x||^2 = sum_* y_*^2 + eta (sum_{W,V} xi^2 + chi);
 //   U' = U A + x bv^T / sqrt(N) with A = blockdiag(I, I - tau/N (b b^T + diag(D) + lam I),
-//   (1 - tau lam / N) I) and bv = (0, tau b, -tau g), hence
+//   (1 - tau_V lam / N) I) and bv = (0, tau b, -tau_V g), hence
 //   G' = A^T G A + (A^T y bv^T + bv y^T A) / N + bv bv^T ||x||^2 / N^2,
-//   D' = D - tau/N (diag(Q)/2 + beta/2 (1 - 1/D)).
+//   D' = D - tau_D/N (diag(Q)/2 + beta/2 (1 - 1/D))   (tau: the rate of W).
 // The W* block of G is I and never changes; it is never written.
 //
 // Each step changes G by O(1/N). The increment is computed on its own (as
@@ -191,7 +191,8 @@ struct GramKernel {
     struct Consts {
         int M, Ms, K;
         double N, invN, alpha, tau, lam, sqrt_eta, eta, blowup, pivot_tol;
-        double tN, om, e2;  // tau / N, 1 - alpha lam, omega^2 - 1
+        // the rates of W, V and D over N; V's over W's; omega = 1 - tau_V lam / N; omega^2 - 1
+        double tN, tNV, alphaD, rV, om, e2;
         double sqrt_rho[MSB];
         double keep;  // 1: compensated sums, 0: plain ones
         ChiSquare chi;
@@ -213,8 +214,12 @@ struct GramKernel {
         k.invN = 1.0 / k.N;
         k.alpha = c.tau / k.N;
         k.tN = c.tau * k.invN;
-        k.om = 1.0 - k.alpha * c.lam;
-        k.e2 = -k.alpha * c.lam * (2.0 - k.alpha * c.lam);
+        k.tNV = c.tau_V * k.invN;
+        k.alphaD = c.tau_D / k.N;
+        k.rV = c.tau_V / c.tau;  // exactly 1 when the rates are equal
+        const double alphaV = c.tau_V / k.N;
+        k.om = 1.0 - alphaV * c.lam;
+        k.e2 = -alphaV * c.lam * (2.0 - alphaV * c.lam);
         k.tau = c.tau;
         k.lam = c.lam;
         k.eta = c.eta;
@@ -350,14 +355,15 @@ struct GramKernel {
         // The increment, block by block. Abar_W v = -alpha (b (b.v) + Lam o v) with
         // Lam = D + lam; omega = 1 - alpha lam scales V; u = A^T y; the x x^T part
         // contributes ||x||^2 tau^2 / N^2 times products of b and -g.
-        const double tN = k.tN, s2 = x2 * tN * tN, om = k.om;
+        const double tN = k.tN, tNV = k.tNV, s2 = x2 * tN * tN, s2V = x2 * tN * tNV,
+                     s2VV = x2 * tNV * tNV, om = k.om, lamV = k.rV * lam;
         double Lam[MB], uW[MB], uV[MB];
         for (int l = 0; l < M; ++l) {
             Lam[l] = w.D[l] + lam;
             uW[l] = a[l] - alpha * (b[l] * ba + Lam[l] * a[l]);
             uV[l] = om * b[l];
             // D' = D - tau/N (Q_kk / 2 + beta/2 (1 - 1/D_k)), with Q before the step
-            s.dD[l] = -alpha * (0.5 * w.G[iW + l][iW + l] + 0.5 * beta * (1.0 - 1.0 / w.D[l]));
+            s.dD[l] = -k.alphaD * (0.5 * w.G[iW + l][iW + l] + 0.5 * beta * (1.0 - 1.0 / w.D[l]));
         }
         const double keep = k.keep;
         auto add = [&](int i, int j, double dG) { compensated_add(w.G[i][j], w.Gc[i][j], dG, keep); };
@@ -367,7 +373,7 @@ struct GramKernel {
             for (int l = 0; l < M; ++l) bm += b[l] * w.G[iW + l][f];
             for (int l = 0; l < M; ++l) {
                 add(f, iW + l, -alpha * (b[l] * bm + Lam[l] * w.G[iW + l][f]) + tN * (b[l] * s.y[f]));
-                add(f, iV + l, -alpha * lam * w.G[iV + l][f] - tN * (s.g[l] * s.y[f]));
+                add(f, iV + l, -alpha * lamV * w.G[iV + l][f] - tNV * (s.g[l] * s.y[f]));
             }
         }
         // Q: with HQ = Q Abar_W, the change is HQ + HQ^T + Abar_W HQ + noise
@@ -394,16 +400,16 @@ struct GramKernel {
             for (int m = 0; m < M; ++m) {
                 const double R = w.G[iW + l][iV + m];
                 add(iW + l, iV + m,
-                    -alpha * (om * (b[l] * s.bH[m] + Lam[l] * R) + lam * R) +
-                        tN * (b[l] * uV[m] - uW[l] * s.g[m]) - s2 * (b[l] * s.g[m]));
+                    -alpha * (om * (b[l] * s.bH[m] + Lam[l] * R) + lamV * R) +
+                        tN * (b[l] * uV[m] - k.rV * (uW[l] * s.g[m])) - s2V * (b[l] * s.g[m]));
             }
         // E: (omega^2 - 1) E + noise
         const double e2 = k.e2;
         for (int l = 0; l < M; ++l)
             for (int m = l; m < M; ++m)
                 add(iV + l, iV + m,
-                    e2 * w.G[iV + l][iV + m] - tN * (uV[l] * s.g[m] + s.g[l] * uV[m]) +
-                        s2 * (s.g[l] * s.g[m]));
+                    e2 * w.G[iV + l][iV + m] - tNV * (uV[l] * s.g[m] + s.g[l] * uV[m]) +
+                        s2VV * (s.g[l] * s.g[m]));
         for (int j = Ms; j < K; ++j)
             for (int i = 0; i < j; ++i) w.G[j][i] = w.G[i][j];
 

@@ -11,11 +11,14 @@
 namespace linvae {
 
 // The real scalar parameters besides the sizes M, M*, the strengths rho and beta(t)
-// (which the engines take per step, the ODEs as a schedule): X(name, default).
+// (which the engines take per step, the ODEs as a schedule): X(name, default). tau is
+// the learning rate of W, tau_V and tau_D those of V and D (equal to tau unless given).
 #define LINVAE_REAL_PARAMS(X) \
     X(eta, 1.0)               \
     X(lam, 0.0)               \
-    X(tau, 0.5)
+    X(tau, 0.5)               \
+    X(tau_V, 0.5)             \
+    X(tau_D, 0.5)
 
 struct Params {
     int M = 1;

@@ -194,7 +194,9 @@ public:
         using detail::mdmt;
         using detail::mm;
         const int M = model_.M, Ms = model_.Ms;
-        const double tau = model_.tau, eta = model_.eta, lam = model_.lam;
+        // tau: the rate of W; tau_V, tau_D those of V and D; rV = tau_V / tau
+        const double tau = model_.tau, tau_V = model_.tau_V, tau_D = model_.tau_D;
+        const double rV = tau_V / tau, eta = model_.eta, lam = model_.lam;
         const double* rho = model_.rho.data();
         load(y);
         double *Bb = Bb_.data(), *Cab = Cab_.data(), *Aaa = Aaa_.data(), *K = K_.data();
@@ -230,8 +232,9 @@ public:
                 Eag[ij] = CabK[ij] - Aaa[ij];
                 Egg[ij] = Aaa[ij] - CabK[ij] - CabK[ji] + KBbK[ij];
             }
-        const double tt_eta = tau * tau * eta;
-        // dm = tau (d Pe - B m), dd = tau ((m - K d) Pe - lam d)
+        const double tt_eta = tau * tau * eta, tv_eta = tau * tau_V * eta,
+                     vv_eta = tau_V * tau_V * eta;
+        // dm = tau (d Pe - B m), dd = tau_V ((m - K d) Pe - lam d)
         double *Bm = t1_.data(), *Kd = t2_.data();
         mm(B, m, Bm, M, M, Ms);
         mm(K, d, Kd, M, M, Ms);
@@ -240,7 +243,7 @@ public:
                 const int ij = i * Ms + j;
                 const double pe = pe_[static_cast<std::size_t>(j)];
                 f[lay_.at(op::m) + ij] = tau * (d[ij] * pe - Bm[ij]);
-                f[lay_.at(op::d) + ij] = tau * ((m[ij] - Kd[ij]) * pe - lam * d[ij]);
+                f[lay_.at(op::d) + ij] = tau_V * ((m[ij] - Kd[ij]) * pe - lam * d[ij]);
             }
         // Q, E (upper triangles) and R
         double* BR = s1_.data();
@@ -250,14 +253,15 @@ public:
                 const int ij = i * M + j, ji = j * M + i;
                 const int k = lay_.tri(i, j);
                 f[lay_.at(op::Q) + k] = tau * (Cab[ij] + Cab[ji] - QB[ij] - QB[ji]) + tt_eta * Bb[ij];
-                f[lay_.at(op::E) + k] = -tau * (Ebg[ij] + Ebg[ji] + 2.0 * lam * E[ij]) + tt_eta * Egg[ij];
+                f[lay_.at(op::E) + k] = -tau_V * (Ebg[ij] + Ebg[ji] + 2.0 * lam * E[ij]) + vv_eta * Egg[ij];
             }
             for (int j = 0; j < M; ++j) {
                 const int ij = i * M + j;
+                // tau (Bb - B R) - tau_V (Eag + lam R) - tau tau_V eta Ebg
                 f[lay_.at(op::R) + ij] =
-                    tau * (Bb[ij] - Eag[ij] - lam * R[ij] - BR[ij]) - tt_eta * Ebg[ij];
+                    tau * (Bb[ij] - rV * Eag[ij] - rV * lam * R[ij] - BR[ij]) - tv_eta * Ebg[ij];
             }
-            f[lay_.at(op::D) + i] = -tau * (0.5 * Q[i * M + i] + 0.5 * beta * (1.0 - 1.0 / D[i]));
+            f[lay_.at(op::D) + i] = -tau_D * (0.5 * Q[i * M + i] + 0.5 * beta * (1.0 - 1.0 / D[i]));
         }
         if (!drift_.empty())
             for (int i = 0; i < lay_.n; ++i) f[i] += drift_[static_cast<std::size_t>(i)];
@@ -277,7 +281,8 @@ public:
         using detail::mdmt;
         using detail::mm;
         const int M = model_.M, Ms = model_.Ms;
-        const double tau = model_.tau, eta = model_.eta, lam = model_.lam;
+        const double tau = model_.tau, tau_V = model_.tau_V, tau_D = model_.tau_D;
+        const double rV = tau_V / tau, eta = model_.eta, lam = model_.lam;
         const double beta = jvp_beta_;
         const double* rho = model_.rho.data();
         const double *m = m_.data(), *d = d_.data(), *Q = Q_.data();
@@ -343,7 +348,8 @@ public:
         mm(dQ, B, s1, M, M, M);
         mm(Q, dB, s2, M, M, M);
         for (int i = 0; i < M * M; ++i) dQB[i] = s1[i] + s2[i];
-        const double tt_eta = tau * tau * eta;
+        const double tt_eta = tau * tau * eta, tv_eta = tau * tau_V * eta,
+                     vv_eta = tau_V * tau_V * eta;
         // m and d
         double *a1 = t1_.data(), *a2 = t2_.data(), *a3 = t3_.data();
         mm(dB, m, a1, M, M, Ms);
@@ -359,7 +365,7 @@ public:
             for (int j = 0; j < Ms; ++j) {
                 const int ij = i * Ms + j;
                 out[lay_.at(op::d) + ij] =
-                    tau * ((dm[ij] - a1[ij] - a3[ij]) * pe_[static_cast<std::size_t>(j)] - lam * dd[ij]);
+                    tau_V * ((dm[ij] - a1[ij] - a3[ij]) * pe_[static_cast<std::size_t>(j)] - lam * dd[ij]);
             }
         // Q, E, R
         mm(dB, R, s1, M, M, M);
@@ -371,15 +377,16 @@ public:
                 out[lay_.at(op::Q) + k] =
                     tau * (dCab[ij] + dCab[ji] - dQB[ij] - dQB[ji]) + tt_eta * dBb[ij];
                 out[lay_.at(op::E) + k] =
-                    -tau * (dEbg[ij] + dEbg[ji] + 2.0 * lam * dE[ij]) + tt_eta * dEgg[ij];
+                    -tau_V * (dEbg[ij] + dEbg[ji] + 2.0 * lam * dE[ij]) + vv_eta * dEgg[ij];
             }
             for (int j = 0; j < M; ++j) {
                 const int ij = i * M + j;
-                out[lay_.at(op::R) + ij] = tau * (dBb[ij] - dEag[ij] - lam * dR[ij] - s1[ij] - s2[ij]) -
-                                    tt_eta * dEbg[ij];
+                out[lay_.at(op::R) + ij] =
+                    tau * (dBb[ij] - rV * dEag[ij] - rV * lam * dR[ij] - s1[ij] - s2[ij]) -
+                    tv_eta * dEbg[ij];
             }
             out[lay_.at(op::D) + i] =
-                -tau * (0.5 * dQ[i * M + i] + 0.5 * beta * dD[i] / (D[i] * D[i]));
+                -tau_D * (0.5 * dQ[i * M + i] + 0.5 * beta * dD[i] / (D[i] * D[i]));
         }
     }
 

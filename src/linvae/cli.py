@@ -65,7 +65,8 @@ def _model_flags() -> list[tuple[str, Callable[[str], Any], Any, str]]:
         typ: Callable[[str], Any] = _int_flag(f.name, ge=int(f.ge or 0)) if f.kind == "int" \
             else float
         default = [f.default] if f.kind == "vector" else f.default
-        extra = "; with --anneal, its limit beta_inf" if f.kind == "schedule" else ""
+        extra = {"schedule": "; with --anneal, its limit beta_inf",
+                 "rate": "; default: tau"}.get(f.kind, "")
         flags.append((f.name, typ, default, f"{f.symbol}: {f.help} ({f.rule}){extra}"))
     return [
         *flags,

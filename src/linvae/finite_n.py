@@ -143,11 +143,13 @@ def increment_form(p: Params, state: Mapping[str, ArrayLike] | ArrayLike,
     From the update of docs/model.md#sgd, with H = b b^T + Delta + lam I, K = Q + beta I,
     g = -a + K b, and ``||x||^2 / N`` -> eta in the squared terms:
 
-        f_m = tau ( b y_*^T - H m )          f_d = -tau ( g y_*^T + lam d )
+        f_m = tau ( b y_*^T - H m )          f_d = -tau_V ( g y_*^T + lam d )
         f_Q = tau ( a b^T + b a^T - Q H - H Q ) + tau^2 eta b b^T
-        f_E = -tau ( g b^T + b g^T + 2 lam E ) + tau^2 eta g g^T
-        f_R = tau ( b b^T - H R - a g^T - lam R ) - tau^2 eta b g^T
-        f_D = -tau ( diag(Q) / 2 + beta / 2 (1 - 1/D) )
+        f_E = -tau_V ( g b^T + b g^T + 2 lam E ) + tau_V^2 eta g g^T
+        f_R = tau ( b b^T - H R ) - tau_V ( a g^T + lam R ) - tau tau_V eta b g^T
+        f_D = -tau_D ( diag(Q) / 2 + beta / 2 (1 - 1/D) )
+
+    (tau is the rate of W, tau_V and tau_D those of V and D: :attr:`Params.rates`.)
 
     Parameters
     ----------
@@ -168,29 +170,30 @@ def _form(p: Params, x: Array, beta: float) -> IncrementForm:
     lay = ode.layout(p)
     s = lay.unpack(x)
     m, d, Q, E, R, D = (s[k] for k in ORDER_PARAMETERS)
-    M, Ms, tau, eta, lam = p.M, p.M_star, p.tau, p.eta, p.lam
+    M, Ms, eta, lam = p.M, p.M_star, p.eta, p.lam
+    tau, tV, tD = p.rates
     K = Ms + 2 * M
     eye = np.eye(K)
     Ss, Sa, Sb = eye[:Ms], eye[Ms:Ms + M], eye[Ms + M:]
     Kmat = Q + beta * np.eye(M)
     Gam = -Sa + Kmat @ Sb  # g = Gam y
     Am = _quadratic([(tau * Sb, Ss - m.T @ Sb)])
-    Ad = _quadratic([(-tau * Gam, Ss)])
+    Ad = _quadratic([(-tV * Gam, Ss)])
     AQ = _quadratic([(tau * Sa, Sb), (tau * Sb, Sa), (-tau * Q @ Sb, Sb), (-tau * Sb, Q @ Sb),
                      (tau * tau * eta * Sb, Sb)])
-    AE = _quadratic([(-tau * Gam, Sb), (-tau * Sb, Gam), (tau * tau * eta * Gam, Gam)])
-    AR = _quadratic([(tau * Sb, Sb), (-tau * Sb, R.T @ Sb), (-tau * Sa, Gam),
-                     (-tau * tau * eta * Sb, Gam)])
+    AE = _quadratic([(-tV * Gam, Sb), (-tV * Sb, Gam), (tV * tV * eta * Gam, Gam)])
+    AR = _quadratic([(tau * Sb, Sb), (-tau * Sb, R.T @ Sb), (-tV * Sa, Gam),
+                     (-tau * tV * eta * Sb, Gam)])
     iu = np.triu_indices(M)
     A = np.concatenate([Am.reshape(-1, K, K), Ad.reshape(-1, K, K), AQ[iu], AE[iu],
                         AR.reshape(-1, K, K), np.zeros((M, K, K))])
     Dl = D + lam  # diagonal of Delta + lam I
     cQ = -tau * (Q * Dl[None, :] + Dl[:, None] * Q)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cD = -tau * (0.5 * np.diag(Q) + 0.5 * beta * (1.0 - 1.0 / D))
-    c = np.concatenate([(-tau * Dl[:, None] * m).ravel(), (-tau * lam * d).ravel(), cQ[iu],
-                        (-2.0 * tau * lam * E)[iu],
-                        (-tau * Dl[:, None] * R - tau * lam * R).ravel(), cD])
+        cD = -tD * (0.5 * np.diag(Q) + 0.5 * beta * (1.0 - 1.0 / D))
+    c = np.concatenate([(-tau * Dl[:, None] * m).ravel(), (-tV * lam * d).ravel(), cQ[iu],
+                        (-2.0 * tV * lam * E)[iu],
+                        (-tau * Dl[:, None] * R - tV * lam * R).ravel(), cD])
     G = observables.state_gram(s)
     rho = p.rho_vec
     S = (G[:, :Ms] * rho) @ G[:Ms, :] + eta * G

@@ -742,7 +742,9 @@ def _grid_points(p: Params, grid: Any) -> _GridPoints:
     mesh = [a.ravel() for a in np.meshgrid(*values, indexing="ij")]
     P = mesh[0].size
     rho = np.tile(p.rho_vec, (P, 1))
-    cols = {f.name: np.full(P, getattr(p, f.name)) for f in FIELDS if f.kind == "real"}
+    # a rate not given follows tau, also where tau is swept (NaN until then)
+    cols = {f.name: np.full(P, np.nan if getattr(p, f.name) is None else getattr(p, f.name))
+            for f in FIELDS if f.kind in ("real", "rate")}
     kind = np.full(P, spec[0], dtype=np.int32)
     sched = np.tile(np.asarray(spec[1], dtype=np.float64), (P, 1))
     for name, a in zip(names, mesh, strict=True):
@@ -758,6 +760,9 @@ def _grid_points(p: Params, grid: Any) -> _GridPoints:
             sched[:, 0] = a
         else:
             sched[:, sched_fields.index(name)] = a
+    for f in FIELDS:
+        if f.kind == "rate":
+            cols[f.name] = np.where(np.isnan(cols[f.name]), cols["tau"], cols[f.name])
     return _GridPoints(tuple(names), tuple(values), rho, cols, kind, sched)
 
 
@@ -837,7 +842,9 @@ def _grid_dataset(p: Params, pts: _GridPoints, ops: Mapping[str, Array],
     coords.update({"latent": np.arange(p.M), "latent2": np.arange(p.M),
                    "factor": np.arange(p.M_star)})
     swept = {"rho" if n.startswith("rho") else n for n in pts.names}
-    if swept - {"rho", "eta", "lam", "tau"}:  # beta or a field of its schedule
+    if swept - {f.name for f in FIELDS}:  # a field of beta's schedule
+        swept |= {"beta", "beta_schedule"}
+    if "beta" in swept:
         swept |= {"beta", "beta_schedule"}
     base = {k: v for k, v in p.to_attrs().items() if k not in swept}
     return xr.Dataset(data, coords=coords, attrs={**base, **attrs,
@@ -863,9 +870,10 @@ def integrate_grid(p: Params, grid: Mapping[str, ArrayLike], t_max: float = 100.
     grid : mapping
         Parameter name -> 1-d values; the grid is their Cartesian product, in this
         order. Names: "rho" (every factor), "rho_k" (factor k, if M* > 1), "eta",
-        "beta" (a constant beta), "lam", "tau", and the fields of ``p.beta`` if it is a
-        schedule (e.g. "gamma", "beta_inf" of a Tanh). Every value is checked as the
-        parameter would be.
+        "beta" (a constant beta), "lam", "tau", "tau_V", "tau_D" (a rate not given
+        follows tau at each point), and the fields of ``p.beta`` if it is a schedule
+        (e.g. "gamma", "beta_inf" of a Tanh). Every value is checked as the parameter
+        would be.
     t_max : float
         Final time, > 0.
     init : dict or xarray.Dataset, optional

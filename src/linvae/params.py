@@ -26,14 +26,15 @@ class Field:
     """The declaration of one parameter.
 
     ``kind`` is "int" (a size), "real" (a real scalar, taken by the compiled code by
-    ``name``), "vector" (one real per factor; a scalar means all equal) or "schedule"
-    (a number, or a schedule of time). ``gt``/``ge`` is the rule, ``role`` says whether
+    ``name``), "rate" (a real scalar that, when not given (None), follows ``tau``),
+    "vector" (one real per factor; a scalar means all equal) or "schedule" (a number, or
+    a schedule of time). ``gt``/``ge`` is the rule, ``role`` says whether
     the parameter defines the model (its loss) or SGD (how the loss is minimised).
     """
 
     name: str
     symbol: str
-    kind: Literal["int", "real", "vector", "schedule"]
+    kind: Literal["int", "real", "rate", "vector", "schedule"]
     default: Any
     help: str
     role: Literal["model", "sgd"] = "model"
@@ -51,8 +52,10 @@ class Field:
         """Return ``value`` validated and in its stored form (``p``: the fields before it)."""
         if self.kind == "int":
             return check_int(self.name, value, ge=None if self.ge is None else int(self.ge))
-        if self.kind == "real":
+        if self.kind == "real" or (self.kind == "rate" and value is not None):
             return check_real(self.name, value, gt=self.gt, ge=self.ge)
+        if self.kind == "rate":  # not given: the rate follows tau
+            return None
         if self.kind == "vector":
             n = p["M_star"]
             if np.ndim(value) == 0:  # a scalar means every factor has the same value
@@ -72,8 +75,11 @@ FIELDS: tuple[Field, ...] = (
     Field("beta", "beta", "schedule", 0.5, "weight of the rate (KL) term, or a schedule "
           "beta(t) for KL annealing", ge=0.0),
     Field("lam", "lam", "real", 0.0, "L2 regularisation strength", ge=0.0),
-    Field("tau", "tau", "real", 0.5, "learning rate (tau for W and V, tau/N for D)", "sgd",
-          gt=0.0),
+    Field("tau", "tau", "real", 0.5, "learning rate of W, and of V and D unless tau_V, tau_D "
+          "are given (D's step is tau/N)", "sgd", gt=0.0),
+    Field("tau_V", "tau_V", "rate", None, "learning rate of the encoder V", "sgd", gt=0.0),
+    Field("tau_D", "tau_D", "rate", None, "learning rate of the encoder variances D (their "
+          "step is tau_D/N)", "sgd", gt=0.0),
 )
 
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -92,7 +98,8 @@ def parameter_table() -> str:
             "| --- | --- | --- | --- | --- | --- |"]
     for f in FIELDS:
         flag = "--" + f.name.replace("_", "-")
-        rows.append(f"| {f.symbol} | {f.help} | {f.rule} | {f.default!r} | {f.role} | "
+        default = "tau" if f.kind == "rate" else repr(f.default)
+        rows.append(f"| {f.symbol} | {f.help} | {f.rule} | {default} | {f.role} | "
                     f"`{f.name}`, `{flag}` |")
     return "\n".join(rows)
 
@@ -118,7 +125,11 @@ class Params:
     lam : float
         L2 regularisation strength, >= 0.
     tau : float
-        Learning rate, > 0 (tau for W and V, tau/N for D).
+        Learning rate of W, > 0; also that of V and D unless ``tau_V``, ``tau_D`` are
+        given (D's step is tau/N).
+    tau_V, tau_D : float, optional
+        Learning rates of the encoder V and of its variances D (step tau_D/N), > 0. Not
+        given (None), each follows ``tau``: :attr:`rates` gives the three in use.
     """
 
     M: int
@@ -128,12 +139,15 @@ class Params:
     beta: Schedule
     lam: float
     tau: float
+    tau_V: float | None
+    tau_D: float | None
 
     # The signature lists the keywords for readers and type checkers; their defaults are
     # those of FIELDS (a test checks), and the body only follows FIELDS.
     def __init__(self, M: int = 1, M_star: int = 1, rho: float | ArrayLike = 1.0,
                  eta: float = 1.0, beta: float | Schedule = 0.5, lam: float = 0.0,
-                 tau: float = 0.5) -> None:
+                 tau: float = 0.5, tau_V: float | None = None,
+                 tau_D: float | None = None) -> None:
         given = locals()
         values: dict[str, Any] = {}
         for f in FIELDS:
@@ -150,6 +164,19 @@ class Params:
     def P(self) -> NDArray[np.float64]:
         """P = diag(rho)."""
         return np.diag(self.rho_vec)
+
+    @property
+    def rates(self) -> tuple[float, float, float]:
+        """The learning rates in use: (tau_W, tau_V, tau_D), tau_W = tau."""
+        return (self.tau, self.tau if self.tau_V is None else self.tau_V,
+                self.tau if self.tau_D is None else self.tau_D)
+
+    def scaled_rates(self, factor: float) -> Params:
+        """Return a copy with every learning rate multiplied by ``factor`` (ratios kept)."""
+        f = check_real("factor", factor, gt=0.0)
+        return self.replace(tau=self.tau * f,
+                            **{k: None if getattr(self, k) is None else getattr(self, k) * f
+                               for k in ("tau_V", "tau_D")})
 
     def beta_at(self, t: ArrayLike) -> NDArray[np.float64]:
         """Return beta(t), vectorised over t."""
@@ -180,11 +207,13 @@ class Params:
         """Flat netCDF-safe attributes; :meth:`from_attrs` inverts it.
 
         A vector is an array; a schedule is its JSON under ``<name>_schedule`` and, if
-        constant, its number under ``<name>``.
+        constant, its number under ``<name>``; a rate that follows tau is left out.
         """
         attrs: dict[str, Any] = {}
         for f in FIELDS:
             value = getattr(self, f.name)
+            if f.kind == "rate" and value is None:
+                continue
             if f.kind == "vector":
                 attrs[f.name] = np.array(value)
             elif f.kind == "schedule":
@@ -206,6 +235,8 @@ class Params:
                     else float(attrs[f.name])
             elif f.kind == "vector":
                 values[f.name] = np.atleast_1d(np.asarray(attrs[f.name], dtype=np.float64))
+            elif f.kind == "rate":
+                values[f.name] = float(attrs[f.name]) if f.name in attrs else None
             else:
                 values[f.name] = (int if f.kind == "int" else float)(attrs[f.name])
         return cls(**values)
@@ -216,8 +247,9 @@ class Params:
 
         c = _core.Params()
         c.M, c.M_star, c.rho = self.M, self.M_star, list(self.rho)
+        rates = dict(zip(("tau", "tau_V", "tau_D"), self.rates, strict=True))
         for name in _core.REAL_PARAMS:
-            setattr(c, name, getattr(self, name))
+            setattr(c, name, rates[name] if name in rates else getattr(self, name))
         return c
 
     def __repr__(self) -> str:
@@ -229,4 +261,4 @@ class Params:
                 value = list(value)
             return f"{f.name}={value!r}"
 
-        return f"Params({', '.join(show(f) for f in FIELDS)})"
+        return f"Params({', '.join(show(f) for f in FIELDS if self._plain(f) is not None)})"

@@ -142,7 +142,8 @@ else:
 _SYMBOLS = {"m": "m", "d": "d", "Q": "Q", "E": "E", "R": "R", "D": "D",
             "eg": r"\varepsilon_g", "eg_authors": r"\varepsilon_g^{\rm authors}",
             "beta": r"\beta", "beta_inf": r"\beta_\infty", "rho": r"\rho", "eta": r"\eta",
-            "tau": r"\tau", "lam": r"\lambda", "mu": r"\mu", "gamma": r"\gamma",
+            "tau": r"\tau", "tau_V": r"\tau_V", "tau_D": r"\tau_D", "lam": r"\lambda",
+            "mu": r"\mu", "gamma": r"\gamma",
             "gamma_star": r"\gamma^*", "alpha": r"\alpha", "sigma": r"\sigma", "t": "t",
             "N": "N", "M": "M", "M_star": "M^*", "delta": r"\delta",
             "t_conv": r"t_{\rm conv}", "t_esc": r"t_{\rm esc}", "J_max": r"J_{\max}",
@@ -236,6 +237,10 @@ def describe(attrs: Mapping[str, Any], *, swept: tuple[str, ...] = ()) -> str:
     parts = {"M": f"$M={p.M}$", "M_star": f"$M^*={p.M_star}$", "rho": rf"$\rho={rho_s}$",
              "eta": rf"$\eta={_number(p.eta)}$", "beta": rf"$\beta={beta}$",
              "lam": rf"$\lambda={_number(p.lam)}$", "tau": rf"$\tau={_number(p.tau)}$"}
+    if p.tau_V is not None:
+        parts["tau_V"] = rf"$\tau_V={_number(p.tau_V)}$"
+    if p.tau_D is not None:
+        parts["tau_D"] = rf"$\tau_D={_number(p.tau_D)}$"
     s = ", ".join(v for k, v in parts.items() if k not in swept)
     if "N" in attrs:
         s = f"$N={n_label(int(attrs['N']))}$, " + s

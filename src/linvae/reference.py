@@ -89,7 +89,8 @@ class ReferenceSGD:
             x = self.sample_x()
         if beta is None:
             beta = float(self.p.beta_at(self.t))
-        N, tau, lam = self.N, self.p.tau, self.p.lam
+        N, lam = self.N, self.p.lam
+        tau, tau_V, tau_D = self.p.rates
         sqN = np.sqrt(N)
         W, V, D = self.W, self.V, self.D
         a = W.T @ x / sqN
@@ -98,9 +99,9 @@ class ReferenceSGD:
         g = -a + (Q + beta * np.eye(self.p.M)) @ b
         B = np.outer(b, b) + np.diag(D) + lam * np.eye(self.p.M)
         W_new = W + tau * (np.outer(x, b) / sqN - W @ B / N)
-        V -= tau * (np.outer(x, g) / sqN + lam * V / N)
+        V -= tau_V * (np.outer(x, g) / sqN + lam * V / N)
         W[...] = W_new
-        D -= (tau / N) * (0.5 * np.diag(Q) + 0.5 * beta * (1.0 - 1.0 / D))
+        D -= (tau_D / N) * (0.5 * np.diag(Q) + 0.5 * beta * (1.0 - 1.0 / D))
         self.steps += 1
 
     def order_parameters(self) -> dict[str, Any]:

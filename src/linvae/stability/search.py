@@ -140,7 +140,7 @@ def _symmetry_rank(p: Params, state: Mapping[str, Array]) -> int:
 # starting states
 # ---------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=4096)
-def _block(eta: float, beta: float, lam: float, tau: float, rho: float,
+def _block(eta: float, beta: float, lam: float, rates: tuple[float, float, float], rho: float,
            noise: bool) -> tuple[float, ...]:
     """Return the fixed point (m, d, Q, E, R, D) of one latent alone.
 
@@ -153,7 +153,7 @@ def _block(eta: float, beta: float, lam: float, tau: float, rho: float,
     in tau from the small-tau closed form; falls back to that form if it fails.
     """
     p1 = Params(M=1, M_star=1, rho=0.0 if noise else rho, eta=eta, beta=beta, lam=lam,
-                tau=tau)
+                tau=rates[0], tau_V=rates[1], tau_D=rates[2])
     m, d, q, e, r, D = learned_block(p1, 0.0 if noise else rho)
     if noise:
         m = d = 0.0
@@ -199,7 +199,7 @@ def role_state(p: Params, roles: Sequence[int | str], *, exact: bool = True) -> 
             j = check_int(f"roles[{i}]", role, ge=0, le=Ms - 1)
             rho = p.rho[j]
         noise = role == "noise"
-        blk = (_block(p.eta, p.beta_inf, p.lam, p.tau, rho, noise) if exact
+        blk = (_block(p.eta, p.beta_inf, p.lam, p.rates, rho, noise) if exact
                else learned_block(p, rho))
         m, d, q, e, r, D = blk
         if not noise:
@@ -291,10 +291,9 @@ def _refine_continued(p: Params, y0: Array, n_steps: int = 6,
         out = _refine(p, y0)
         if out is not None or n_steps == 0:
             return out
-    taus = p.tau * 2.0 ** -np.arange(n_steps, -1, -1, dtype=np.float64)
     y = y0
-    for tau in taus:
-        out = _refine(p.replace(tau=float(tau)), y)
+    for k in range(n_steps, -1, -1):  # every rate scaled by 2^-k, ratios kept
+        out = _refine(p.scaled_rates(2.0**-k), y)
         if out is None:
             return None
         y = out[0]

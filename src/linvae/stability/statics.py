@@ -253,9 +253,9 @@ def dataset_spectrum(p: Params, N: int, dataset_size: int, *, seed: int = 0, rep
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
+    from .. import _core
     from ..data import DataSpec
     from ..methods import Weights
-    from ..sweeps.executors import usable_cpus
 
     p = check_params(p)
     N = check_int("N", N, ge=2)
@@ -265,7 +265,8 @@ def dataset_spectrum(p: Params, N: int, dataset_size: int, *, seed: int = 0, rep
     if k > N - 2:
         raise ValueError(f"N must be >= M + 2 = {k + 2} for a Lanczos iteration, got {N}")
     tol = check_real("tol", tol, gt=0.0)
-    nt = usable_cpus() if threads is None else check_int("threads", threads, ge=1)
+    nt = (int(_core.build_info()["max_threads"]) if threads is None
+          else check_int("threads", threads, ge=1))
     spec = DataSpec() if data is None else data
     if spec.dataset_size not in (None, P):
         raise ValueError(f"data.dataset_size={spec.dataset_size} differs from "

@@ -296,6 +296,9 @@ def _any_stable(p: Params, starts: Sequence[Mapping[str, Array]]) -> tuple[bool,
 def step_size_limit(p: Params, *, tau_max: float = 50.0, rtol: float = 1e-6) -> Threshold:
     """Find the learning rate tau beyond which no fixed point of the ODEs is stable.
 
+    With per-block rates (``tau_V``, ``tau_D`` given), all three are scaled together
+    (:meth:`~linvae.Params.scaled_rates`), and the limit is the one of tau, W's rate.
+
     Starting at ``p.tau`` (where a stable fixed point must exist) tau is doubled until
     no stable fixed point is found, then bisected to relative precision ``rtol``. Each
     step searches all fixed points (:func:`fixed_points`, continued from the stable ones
@@ -313,7 +316,7 @@ def step_size_limit(p: Params, *, tau_max: float = 50.0, rtol: float = 1e-6) -> 
     steps, t0 = 0, time.perf_counter()  # searches so far: they time the estimate
     while hi is None:
         t = min(2.0 * t, tau_max)
-        ok, st = _any_stable(p.replace(tau=t), seeds)
+        ok, st = _any_stable(p.scaled_rates(t / p.tau), seeds)
         steps += 1
         if ok:
             lo, seeds = t, st
@@ -328,7 +331,7 @@ def step_size_limit(p: Params, *, tau_max: float = 50.0, rtol: float = 1e-6) -> 
         log.info("step_size_limit: tau_max in [%.8g, %.8g], %d bisection steps to go (about "
                  "%.0f s)", lo, hi, left, left * (time.perf_counter() - t0) / max(1, steps))
         mid = 0.5 * (lo + hi)
-        ok, st = _any_stable(p.replace(tau=mid), seeds)
+        ok, st = _any_stable(p.scaled_rates(mid / p.tau), seeds)
         if ok:
             lo, seeds = mid, st
         else:
