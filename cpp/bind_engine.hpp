@@ -101,9 +101,9 @@ void run(E& e, carray<double> beta, carray<std::int64_t> records, const py::dict
         auto a = py::reinterpret_borrow<carray<double>>(out[o.name]);
         if (!a.writeable()) throw py::value_error(std::string(o.name) + " is not writeable");
         if (T < 0) T = a.ndim() >= 2 ? a.shape(1) : 0;
-        std::vector<py::ssize_t> shape{S, T, c.M};
-        if (o.shape == Shape::kLatentFactor) shape.push_back(c.Ms);
-        else if (o.shape != Shape::kLatent) shape.push_back(c.M);
+        std::vector<py::ssize_t> shape{S, T};
+        const auto sizes = axis_sizes(o.shape, c.M, c.Ms);
+        for (int k = 0; k < axes(o.shape).rank; ++k) shape.push_back(sizes[static_cast<std::size_t>(k)]);
         expect_shape(a, std::move(shape), o.name);
         arrays.push_back(std::move(a));
     }

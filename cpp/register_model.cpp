@@ -13,13 +13,10 @@ namespace py = pybind11;
 namespace {
 
 py::tuple dims(linvae::Shape s) {
-    switch (s) {
-        case linvae::Shape::kLatentFactor: return py::make_tuple("latent", "factor");
-        case linvae::Shape::kSymmetric:
-        case linvae::Shape::kLatentLatent: return py::make_tuple("latent", "latent2");
-        case linvae::Shape::kLatent: return py::make_tuple("latent");
-    }
-    return py::make_tuple();
+    const linvae::Axes a = linvae::axes(s);
+    py::list names;
+    for (int k = 0; k < a.rank; ++k) names.append(a.names[static_cast<std::size_t>(k)]);
+    return py::tuple(names);
 }
 
 }  // namespace

@@ -349,3 +349,21 @@ def test_extra_eigenpairs_are_reported_not_used() -> None:
     assert a.spectrum.ell.shape == (4,) and np.all(np.diff(four.ell) <= 0)
     with pytest.raises(ValueError, match="at least M=2 eigenpairs"):
         training_minimum(p, spectrum=Spectrum(four.ell[:1], four.overlap[:1], "one"))
+
+
+def test_the_stability_command_with_alpha(tmp_path: Any) -> None:
+    import json
+
+    from test_cli import cli_run
+
+    out = cli_run("-q", "stability", "--M", "2", "--alpha", "4", "--out",
+                  str(tmp_path / "st.json"))
+    assert out.returncode == 0, out.stderr
+    assert "latent 0: eigenvalue 2.5" in out.stdout and "collapses above beta = 2.5" in out.stdout
+    assert "latent 1: eigenvalue 2.25" in out.stdout  # the superfluous latent on the edge
+    saved = json.loads((tmp_path / "st.json").read_text())
+    assert saved["training_minimum"]["state"]["Q"][1][1] == pytest.approx(1.75)
+    for argv in (["--alpha", "0"], ["--alpha", "nan"], ["--alpha", "2", "--beta", "0"]):
+        bad = cli_run("stability", *argv)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert argv[-2] in bad.stderr and "fixed points" not in bad.stdout

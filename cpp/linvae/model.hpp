@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 namespace linvae {
@@ -68,15 +69,36 @@ inline constexpr OrderParameter kOrderParameters[op::count] = {
     LINVAE_ORDER_PARAMETERS(LINVAE_OP_ENTRY)};
 #undef LINVAE_OP_ENTRY
 
-// Entries of the full (row-major) array of one order parameter.
-inline std::int64_t full_size(Shape s, int M, int Ms) {
+// The axes of one order parameter's array, by the names the datasets give them: "factor"
+// has M* entries, "latent" and "latent2" M. The one place that maps a Shape to axes.
+struct Axes {
+    int rank;
+    std::array<const char*, 2> names;
+};
+
+constexpr Axes axes(Shape s) {
     switch (s) {
-        case Shape::kLatentFactor: return std::int64_t{M} * Ms;
+        case Shape::kLatentFactor: return {2, {"latent", "factor"}};
         case Shape::kSymmetric:
-        case Shape::kLatentLatent: return std::int64_t{M} * M;
-        case Shape::kLatent: return M;
+        case Shape::kLatentLatent: return {2, {"latent", "latent2"}};
+        case Shape::kLatent: return {1, {"latent", nullptr}};
     }
-    return 0;
+    return {0, {nullptr, nullptr}};
+}
+
+// The sizes of those axes for M latents and Ms factors (1 past the rank).
+constexpr std::array<std::int64_t, 2> axis_sizes(Shape s, int M, int Ms) {
+    const Axes a = axes(s);
+    std::array<std::int64_t, 2> sizes{1, 1};
+    for (std::size_t k = 0; k < static_cast<std::size_t>(a.rank); ++k)
+        sizes[k] = std::string_view(a.names[k]) == "factor" ? Ms : M;
+    return sizes;
+}
+
+// Entries of the full (row-major) array of one order parameter.
+constexpr std::int64_t full_size(Shape s, int M, int Ms) {
+    const auto n = axis_sizes(s, M, Ms);
+    return n[0] * n[1];
 }
 
 // Entries in the flat ODE state: a symmetric matrix keeps its upper triangle.

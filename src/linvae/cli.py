@@ -967,15 +967,32 @@ def cmd_stability(args: argparse.Namespace) -> int:
         raise UsageError(("M", "M_star"), f"{layout(p).size} state entries; the fixed-point "
                          f"search takes at most {MAX_STATE_SIZE} (its cost grows like M^6)"
                          ) from None
+    if args.alpha is not None:
+        from .stability.statics import check_alpha
+
+        try:
+            check_alpha(args.alpha)
+        except ValueError:
+            raise UsageError("alpha", "must be > 0 and finite", value=args.alpha) from None
+        if p.beta_inf <= 0.0:
+            raise UsageError("beta", "must be > 0 with --alpha (the encoder variances go to "
+                             "0 at the minimum)", value=p.beta_inf)
     if args.out is not None:
         _check_out_file(args.out)
     log.info("fixed points and thresholds for %r", p)
     report = stability_report(p, step_limit=args.step_limit)
     print(report)
+    out = report.to_dict()
+    if args.alpha is not None:
+        from .stability import training_minimum
+
+        minimum = training_minimum(p, args.alpha)
+        print(minimum)
+        out["training_minimum"] = minimum.to_dict()
     if args.out is not None:
         from .io import write_text
 
-        write_text(args.out, json.dumps(report.to_dict(), indent=2))
+        write_text(args.out, json.dumps(out, indent=2))
         log.info("wrote %s", args.out)
     return 0
 
@@ -1313,6 +1330,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = st.add_argument_group("run")
     run.add_argument("--step-limit", action="store_true",
                      help="also find the step-size stability limit tau_max (slower)")
+    run.add_argument("--alpha", type=float, default=None,
+                     help="also the minimum of the training loss on P = alpha N samples as "
+                     "N -> infinity (docs/model.md#training-minimum): each latent's "
+                     "eigenvalue and collapse threshold, eps_g and the losses (> 0)")
     _add_out(run, "stability", "json")
     st.set_defaults(func=cmd_stability)
 

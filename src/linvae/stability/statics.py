@@ -185,6 +185,24 @@ class TrainingMinimum:
                 "state": {k: v.tolist() for k, v in self.state.items()}, "eg": self.eg,
                 "train": dict(self.train), "population": dict(self.population)}
 
+    def __str__(self) -> str:
+        """Render the minimum over a few lines: per latent, then the errors and losses."""
+        lines = [(f"minimum of the training loss ({self.spectrum.source}; beta = "
+                  f"{self.params.beta_inf:g}, lam = {self.params.lam:g}):")]
+        for j, ell in enumerate(self.spectrum.ell[:self.params.M]):
+            cos2 = float(np.sum(self.spectrum.overlap[j] ** 2))
+            state = (f"Q = {self.state['Q'][j, j]:.6g}" if self.alive[j] else "collapsed")
+            lines.append(f"  latent {j}: eigenvalue {ell:.6g} (squared overlap with the "
+                         f"teacher {cos2:.4g}), collapses above beta = "
+                         f"{threshold_of(float(ell), self.params.lam):.6g}; {state}")
+        t, q = self.train, self.population
+        lines += [f"  eps_g = {self.eg:.6g}",
+                  (f"  training:   loss {t['loss']:.6g}, rate {t['rate']:.6g}, distortion "
+                   f"{t['distortion']:.6g}"),
+                  (f"  population: loss {q['loss']:.6g}, rate {q['rate']:.6g}, distortion "
+                   f"{q['distortion']:.6g}")]
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         Q = np.round(np.diagonal(self.state["Q"]), 6).tolist()
         t, q = self.train, self.population
