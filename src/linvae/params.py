@@ -167,7 +167,7 @@ class Params:
 
     @property
     def rates(self) -> tuple[float, float, float]:
-        """The learning rates in use: (tau_W, tau_V, tau_D), tau_W = tau."""
+        """The learning rates in use, (tau_W, tau_V, tau_D) with tau_W = tau."""
         return (self.tau, self.tau if self.tau_V is None else self.tau_V,
                 self.tau if self.tau_D is None else self.tau_D)
 

@@ -46,7 +46,7 @@ def check_alpha(alpha: Any) -> float:
 
 
 def bulk_edge(eta: float, alpha: float) -> float:
-    """Return the top of the noise bulk of S as N -> infinity: eta (1 + alpha^(-1/2))^2."""
+    """Return the top of the noise bulk of S as N -> infinity, eta (1 + alpha^(-1/2))^2."""
     return eta * (1.0 + 1.0 / math.sqrt(alpha)) ** 2
 
 
@@ -186,7 +186,7 @@ class TrainingMinimum:
                 "train": dict(self.train), "population": dict(self.population)}
 
     def __str__(self) -> str:
-        """Render the minimum over a few lines: per latent, then the errors and losses."""
+        """Render the minimum over a few lines, per latent and then the errors and losses."""
         lines = [(f"minimum of the training loss ({self.spectrum.source}; beta = "
                   f"{self.params.beta_inf:g}, lam = {self.params.lam:g}):")]
         for j, ell in enumerate(self.spectrum.ell[:self.params.M]):
