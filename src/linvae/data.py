@@ -126,6 +126,6 @@ def pca_overlap(alpha: ArrayLike, rho: float, eta: float) -> np.ndarray:
     """
     a = np.asarray(alpha, dtype=np.float64)
     snr = rho / eta
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # masked below the BBP point
         c2 = (1.0 - 1.0 / (a * snr**2)) / (1.0 + 1.0 / (a * snr))
     return np.where(a * snr**2 > 1.0, c2, 0.0)

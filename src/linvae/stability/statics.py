@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from scipy.optimize import brentq
 
 from .._validate import check_int, check_real
+from ..data import pca_overlap
 from ..observables import eg, loss_terms, moments
 from ..params import Params, check_params
 from .search import _constant
@@ -59,10 +60,10 @@ def spike(rho: float, eta: float, alpha: float) -> tuple[float, float]:
     Peche 2005; Paul 2007). Below, the factor's direction is lost in the bulk: the bulk
     edge, overlap 0.
     """
-    if alpha * rho * rho <= eta * eta:
+    c2 = float(pca_overlap(alpha, rho, eta))  # 0 at and below the BBP point
+    if c2 <= 0.0:
         return bulk_edge(eta, alpha), 0.0
-    s = eta / (alpha * rho)
-    return (rho + eta) * (1.0 + s), (1.0 - eta * s / rho) / (1.0 + s)
+    return (rho + eta) * (1.0 + eta / (alpha * rho)), c2
 
 
 def threshold_of(ell: float, lam: float) -> float:
@@ -131,7 +132,7 @@ def _latent(ell: float, beta: float, lam: float) -> tuple[float, float]:
     f(Q) = l kappa (1 - kappa Q) - beta / (beta + Q) - lam = 0, and Q = 0 (collapsed) when
     f(0) <= 0. At lam = 0 the root is Q = l - beta.
     """
-    if ell / (1.0 + lam) - lam / ell <= beta:
+    if threshold_of(ell, lam) <= beta:
         return 0.0, ell / (ell * beta + lam) if ell * beta + lam > 0 else 0.0
     if lam == 0.0:
         return ell - beta, 1.0 / ell
